@@ -1,0 +1,231 @@
+"""Arrow schemas of every table the workbench writes: the single source of truth for columns.
+
+Each stage writes rows (plain dicts) that must fit its table's schema; DuckDB, the exports and
+the reports read these columns by name. Add columns freely; rename nothing lightly (users have
+SQL written against these names).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# Columns every table carries (filled in by the runner, not by the stage functions).
+COMMON = [
+    pa.field("run", pa.string()),
+    pa.field("status", pa.string()),  # "ok" or "failed"
+    pa.field("reason", pa.string()),  # stable snake_case reason code when failed (docs/reason-codes.md)
+    pa.field("error", pa.string()),  # human-readable message when failed
+]
+
+ANNOTATION = pa.struct(
+    [
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("text", pa.string()),
+        pa.field("kind", pa.string()),  # caption, narration, asr, event ...
+    ]
+)
+
+VIDEOS = pa.schema(
+    [
+        pa.field("video_id", pa.string()),
+        pa.field("input_index", pa.int64()),  # position in the input listing; dedup keeps the lowest
+        pa.field("path", pa.string()),
+        pa.field("source_id", pa.string()),  # the id the manifest gave, if any
+        pa.field("sha256", pa.string()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("fps", pa.float64()),
+        pa.field("frame_count", pa.int64()),
+        pa.field("width", pa.int64()),
+        pa.field("height", pa.int64()),
+        pa.field("codec", pa.string()),
+        pa.field("metadata_json", pa.string()),
+        pa.field("annotations", pa.list_(ANNOTATION)),
+        *COMMON,
+    ]
+)
+
+CLIPS = pa.schema(
+    [
+        pa.field("clip_id", pa.string()),
+        pa.field("video_id", pa.string()),
+        pa.field("window_id", pa.string()),
+        pa.field("index", pa.int64()),  # clip index within the video
+        pa.field("index_in_window", pa.int64()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("start_frame", pa.int64()),
+        pa.field("end_frame", pa.int64()),  # exclusive
+        pa.field("window_start_s", pa.float64()),
+        pa.field("window_end_s", pa.float64()),
+        pa.field("cut_score", pa.float64()),  # detector score at the cut that opens the clip
+        pa.field("boundary", pa.string()),  # why the clip starts here: video_start, scene_cut, split
+        # The source frame indices VST's loader takes for this clip at 2 fps (spec section 2).
+        pa.field("vst_frame_indices", pa.list_(pa.int64())),
+        *COMMON,
+    ]
+)
+
+THOUGHT = pa.struct(
+    [
+        pa.field("clip_id", pa.string()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("text", pa.string()),
+        pa.field("entities", pa.list_(pa.string())),
+    ]
+)
+
+QA = pa.struct(
+    [
+        pa.field("type", pa.string()),  # multiple_choice, numerical, yes_no
+        pa.field("question", pa.string()),
+        pa.field("options", pa.list_(pa.string())),
+        pa.field("answer", pa.string()),
+        pa.field("evidence_clip_ids", pa.list_(pa.string())),
+    ]
+)
+
+ENTITY = pa.struct(
+    [
+        pa.field("entity_id", pa.string()),
+        pa.field("name", pa.string()),
+        pa.field("type", pa.string()),
+        pa.field("attributes", pa.list_(pa.string())),
+        pa.field("clip_ids", pa.list_(pa.string())),  # clips where the entity is seen
+        pa.field("first_clip_id", pa.string()),
+        pa.field("first_seen_s", pa.float64()),
+    ]
+)
+
+RELATION = pa.struct(
+    [
+        pa.field("subject", pa.string()),  # entity_id
+        pa.field("predicate", pa.string()),
+        pa.field("object", pa.string()),  # entity_id or a literal
+        pa.field("clip_id", pa.string()),
+        pa.field("time_s", pa.float64()),
+    ]
+)
+
+CAPTIONS = pa.schema(
+    [
+        pa.field("clip_id", pa.string()),
+        pa.field("video_id", pa.string()),
+        pa.field("window_id", pa.string()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("caption", pa.string()),
+        pa.field("entities", pa.list_(pa.string())),
+        pa.field("actions", pa.list_(pa.string())),
+        pa.field("on_screen_text", pa.list_(pa.string())),
+        pa.field("source", pa.string()),  # teacher model name, or "annotation"
+        pa.field("prompt_version", pa.string()),
+        pa.field("cache_key", pa.string()),
+        pa.field("raw_reply", pa.string()),  # kept when the teacher's reply was invalid
+        *COMMON,
+    ]
+)
+
+GRAPHS = pa.schema(
+    [
+        pa.field("window_id", pa.string()),
+        pa.field("video_id", pa.string()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("clip_ids", pa.list_(pa.string())),
+        pa.field("entities", pa.list_(ENTITY)),
+        pa.field("relations", pa.list_(RELATION)),
+        pa.field("teacher", pa.string()),
+        pa.field("prompt_version", pa.string()),
+        pa.field("cache_key", pa.string()),
+        pa.field("raw_reply", pa.string()),
+        *COMMON,
+    ]
+)
+
+CHAINS = pa.schema(
+    [
+        pa.field("chain_id", pa.string()),
+        pa.field("window_id", pa.string()),
+        pa.field("video_id", pa.string()),
+        pa.field("video_path", pa.string()),
+        pa.field("video_duration_s", pa.float64()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("thoughts", pa.list_(THOUGHT)),
+        pa.field("qa", QA),
+        pa.field("final_answer", pa.string()),  # the assistant's answer turn, e.g. "\\boxed{B}"
+        pa.field("teacher", pa.string()),
+        pa.field("prompt_versions", pa.map_(pa.string(), pa.string())),
+        pa.field("cache_keys", pa.list_(pa.string())),
+        pa.field("raw_reply", pa.string()),
+        *COMMON,
+    ]
+)
+
+VERDICTS = pa.schema(
+    [
+        pa.field("chain_id", pa.string()),
+        pa.field("check", pa.string()),
+        pa.field("passed", pa.bool_()),
+        pa.field("score", pa.float64()),
+        pa.field("details", pa.string()),  # JSON
+        pa.field("checker_version", pa.string()),
+        *COMMON,
+    ]
+)
+
+REVIEWS = pa.schema(
+    [
+        pa.field("chain_id", pa.string()),
+        pa.field("task_id", pa.int64()),
+        pa.field("annotation_id", pa.int64()),
+        pa.field("reviewer", pa.string()),
+        pa.field("decision", pa.string()),  # accept / reject
+        pa.field("decision_reason", pa.string()),
+        pa.field("corrections", pa.string()),  # JSON: corrected thoughts, question, options, answer
+        pa.field("labels", pa.list_(pa.string())),  # per-thought labels, in thought order
+        pa.field("lead_time_s", pa.float64()),
+        *COMMON,
+    ]
+)
+
+TEACHER_USAGE = pa.schema(
+    [
+        pa.field("stage", pa.string()),
+        pa.field("item_id", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("cached", pa.bool_()),
+        pa.field("prompt_tokens", pa.int64()),
+        pa.field("completion_tokens", pa.int64()),
+        pa.field("retries", pa.int64()),
+        pa.field("latency_s", pa.float64()),
+        pa.field("cost_usd", pa.float64()),
+        *COMMON,
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "videos": VIDEOS,
+    "clips": CLIPS,
+    "captions": CAPTIONS,
+    "graphs": GRAPHS,
+    "chains": CHAINS,
+    "verdicts": VERDICTS,
+    "reviews": REVIEWS,
+    "teacher_usage": TEACHER_USAGE,
+}
+
+
+def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts) to an Arrow table of exactly `schema`: missing keys become nulls, unknown keys
+    are an error (a typo in a stage must not silently drop a column)."""
+    names = set(schema.names)
+    for row in rows:
+        extra = set(row) - names
+        if extra:
+            raise KeyError(f"columns not in the schema: {sorted(extra)}")
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.Table.from_pydict(columns, schema=schema)

@@ -1,0 +1,49 @@
+"""Frame decoding with decord: the one place that opens videos for pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+
+def open_reader(path: str | Path, width: int = -1, height: int = -1):
+    """A decord VideoReader on the CPU; width/height > 0 make the decoder scale while decoding
+    (far cheaper than decoding full frames and resizing them afterwards)."""
+    import decord  # imported late: decord is slow to import and not every caller needs it
+
+    return decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height, num_threads=1)
+
+
+def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
+    """(w, h) of at most target_width, aspect kept, both even (decoders prefer even sizes)."""
+    if target_width <= 0 or width <= target_width:
+        return width, height
+    w = target_width - target_width % 2
+    h = max(2, int(round(height * w / width / 2)) * 2)
+    return w, h
+
+
+def iter_frames(path: str | Path, target_width: int = 0, batch: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (frame index, BGR uint8 frame) for every frame, decoded at most target_width wide."""
+    probe = open_reader(path)
+    full_h, full_w = probe[0].shape[:2]
+    n = len(probe)
+    del probe
+    w, h = scaled_size(full_w, full_h, target_width)
+    reader = open_reader(path, width=w, height=h) if (w, h) != (full_w, full_h) else open_reader(path)
+    for start in range(0, n, batch):
+        frames = reader.get_batch(list(range(start, min(n, start + batch)))).asnumpy()
+        for offset, frame in enumerate(frames):
+            # decord gives RGB; PySceneDetect's detectors expect OpenCV's BGR order.
+            yield start + offset, np.ascontiguousarray(frame[:, :, ::-1])
+
+
+def read_frames(path: str | Path, indices: list[int], target_width: int = 0) -> np.ndarray:
+    """RGB frames at the given indices (N, H, W, 3), at most target_width wide."""
+    probe = open_reader(path)
+    full_h, full_w = probe[0].shape[:2]
+    w, h = scaled_size(full_w, full_h, target_width)
+    reader = probe if (w, h) == (full_w, full_h) else open_reader(path, width=w, height=h)
+    return reader.get_batch(indices).asnumpy()

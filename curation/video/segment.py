@@ -1,0 +1,192 @@
+"""Scene segmentation into the clips that streaming thoughts are written for.
+
+Three steps, each a plain function:
+1. `detect_cuts`: PySceneDetect's own detectors (content or adaptive) fed with frames that
+   decord decodes already downscaled (the expensive part of the CLI is full-size decoding);
+2. `normalise_clips`: merge scenes shorter than `min_clip_s`, split those longer than
+   `max_clip_s` (at the quietest frame, or evenly);
+3. `group_windows`: consecutive clips grouped into windows of at most `window_max_s`, cut only
+   at clip boundaries (VST's loader keeps at most 192 s of a window at 2 fps).
+`vst_frame_indices` says which source frames VST's loader takes for a clip (spec section 2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from scenedetect import AdaptiveDetector, ContentDetector
+from scenedetect.common import FrameTimecode
+
+from curation.video.decode import iter_frames
+
+VST_FPS = 2.0
+VST_MAX_FRAMES = 384  # FPS_MAX_FRAMES in VST's recipe: 192 s at 2 fps
+# Content-score units a split may trade for being one max-length away from the even split point.
+QUIET_DISTANCE_WEIGHT = 1.0
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    kind: Literal["content", "adaptive"] = "content"
+    threshold: float = 27.0  # ContentDetector threshold (PySceneDetect's default)
+    adaptive_threshold: float = 3.0  # AdaptiveDetector's first parameter (not `threshold`)
+    min_scene_len: int = 15  # frames, PySceneDetect's default
+    detect_width: int = 128  # frames are decoded at most this wide for detection
+
+    def build(self):
+        if self.kind == "adaptive":
+            return AdaptiveDetector(adaptive_threshold=self.adaptive_threshold, min_scene_len=self.min_scene_len)
+        return ContentDetector(threshold=self.threshold, min_scene_len=self.min_scene_len)
+
+
+@dataclass(frozen=True)
+class Detection:
+    fps: float
+    frame_count: int
+    cuts: list[int]  # frame numbers where a new scene starts (never 0)
+    scores: np.ndarray  # per-frame content score (difference to the previous frame)
+
+
+def detect_cuts(path: str | Path, config: DetectorConfig = DetectorConfig(), fps: float | None = None) -> Detection:
+    from curation.video.decode import open_reader
+
+    if fps is None:
+        fps = float(open_reader(path).get_avg_fps())
+    detector = config.build()
+    cuts: list[int] = []
+    scores: list[float] = []
+    last = None
+    for index, frame in iter_frames(path, target_width=config.detect_width):
+        timecode = FrameTimecode(index, fps)
+        cuts.extend(tc.frame_num for tc in detector.process_frame(timecode, frame))
+        # The per-frame score is kept on the detector; PySceneDetect exposes it publicly only
+        # through a StatsManager, which would also compute edges we do not use.
+        scores.append(float(getattr(detector, "_frame_score", None) or 0.0))
+        last = timecode
+    if last is not None:
+        cuts.extend(tc.frame_num for tc in detector.post_process(last))
+    frame_count = len(scores)
+    cuts = sorted({c for c in cuts if 0 < c < frame_count})
+    return Detection(fps=fps, frame_count=frame_count, cuts=cuts, scores=np.asarray(scores, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class ClipSpan:
+    start_frame: int
+    end_frame: int  # exclusive
+    boundary: str  # why the clip starts here: video_start, scene_cut, split
+    cut_score: float
+
+
+def normalise_clips(
+    detection: Detection,
+    min_clip_s: float,
+    max_clip_s: float,
+    split: Literal["quietest", "even"] = "quietest",
+) -> list[ClipSpan]:
+    fps, n, scores = detection.fps, detection.frame_count, detection.scores
+    if n == 0:
+        return []
+    min_f = max(1, int(round(min_clip_s * fps)))
+    max_f = max(min_f, int(math.floor(max_clip_s * fps)))
+
+    # 1. merge: drop the weaker boundary of the shortest too-short scene until none is left.
+    bounds = [0, *detection.cuts, n]
+    while len(bounds) > 2:
+        lengths = [b - a for a, b in zip(bounds, bounds[1:])]
+        shortest = min(range(len(lengths)), key=lambda i: (lengths[i], i))
+        if lengths[shortest] >= min_f:
+            break
+        left, right = shortest, shortest + 1  # indices into bounds
+        candidates = [i for i in (left, right) if 0 < i < len(bounds) - 1]
+        drop = min(candidates, key=lambda i: (scores[bounds[i]], i))
+        del bounds[drop]
+
+    spans = [
+        ClipSpan(a, b, "video_start" if a == 0 else "scene_cut", float(scores[a]) if a else 0.0)
+        for a, b in zip(bounds, bounds[1:])
+    ]
+    # 2. split: scenes longer than max_clip_s.
+    out: list[ClipSpan] = []
+    for span in spans:
+        out.extend(_split(span, scores, min_f, max_f, split))
+    return out
+
+
+def _split(span: ClipSpan, scores: np.ndarray, min_f: int, max_f: int, mode: str) -> list[ClipSpan]:
+    length = span.end_frame - span.start_frame
+    if length <= max_f:
+        return [span]
+    if mode == "even":
+        pieces = math.ceil(length / max_f)
+        edges = [span.start_frame + round(i * length / pieces) for i in range(pieces + 1)]
+    else:
+        # Cut where the picture changes least. With max >= 2 * min (the recipe enforces it) any
+        # remainder of at least min frames can itself be split within the bounds.
+        edges = [span.start_frame]
+        while span.end_frame - edges[-1] > max_f:
+            lo = edges[-1] + min_f
+            hi = min(edges[-1] + max_f, span.end_frame - min_f)
+            # Among quiet frames prefer the one nearest an even split (no 2 s + 10 s pairs).
+            pieces_left = math.ceil((span.end_frame - edges[-1]) / max_f)
+            ideal = edges[-1] + (span.end_frame - edges[-1]) / pieces_left
+            candidates = np.arange(lo, hi + 1)
+            cost = scores[lo : hi + 1] + QUIET_DISTANCE_WEIGHT * np.abs(candidates - ideal) / max_f
+            edges.append(lo + int(np.argmin(cost)))
+        edges.append(span.end_frame)
+    pieces = []
+    for i, (a, b) in enumerate(zip(edges, edges[1:])):
+        if i == 0:
+            pieces.append(ClipSpan(a, b, span.boundary, span.cut_score))
+        else:
+            pieces.append(ClipSpan(a, b, "split", float(scores[a])))
+    return pieces
+
+
+def group_windows(clips: list[ClipSpan], fps: float, window_max_s: float) -> list[list[ClipSpan]]:
+    """Greedy: add clips to the current window while it stays within window_max_s."""
+    windows: list[list[ClipSpan]] = []
+    limit = int(math.floor(window_max_s * fps + 1e-9))
+    for clip in clips:
+        if windows and clip.end_frame - windows[-1][0].start_frame <= limit:
+            windows[-1].append(clip)
+        else:
+            windows.append([clip])
+    return windows
+
+
+def vst_frame_count(window_start_s: float, window_end_s: float, max_frames: int = VST_MAX_FRAMES) -> int:
+    """Frames VST's loader decodes for a window: 2 fps, capped, padded to an even count."""
+    n = min(int(math.floor((window_end_s - window_start_s) * VST_FPS + 1e-9)), max_frames)
+    n = max(n, 1)
+    return n + (n % 2)
+
+
+def vst_frame_indices(
+    window_start_s: float,
+    window_end_s: float,
+    clip_start_s: float,
+    clip_end_s: float,
+    fps: float,
+    frame_count: int,
+    max_frames: int = VST_MAX_FRAMES,
+) -> list[int]:
+    """Source frame indices of the 2 fps frames VST's loader assigns to one clip of a window.
+
+    The loader slices the window's N frames by `int(N*(s-vs)/(ve-vs)) : int(N*(e-vs)/(ve-vs))`;
+    frame k of the window sits at `vs + k / 2` seconds (the padding frame repeats the last one).
+    """
+    n = vst_frame_count(window_start_s, window_end_s, max_frames)
+    span = window_end_s - window_start_s
+    lo = int(n * (clip_start_s - window_start_s) / span)
+    hi = int(n * (clip_end_s - window_start_s) / span)
+    real = min(n, int(math.floor(span * VST_FPS + 1e-9)) or 1, max_frames)
+    out = []
+    for k in range(lo, hi):
+        k_real = min(k, real - 1)
+        out.append(min(frame_count - 1, int(round((window_start_s + k_real / VST_FPS) * fps))))
+    return out

@@ -1,0 +1,50 @@
+"""Helpers every command uses: the project root, the runs folder, and clean error exits."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def project_root() -> Path:
+    """VSTW_HOME, else the nearest folder above the current one holding pyproject.toml + data/."""
+    env = os.environ.get("VSTW_HOME")
+    if env:
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "data").is_dir():
+            return folder
+    return here
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("VSTW_RUNS", project_root() / "data" / "runs")).resolve()
+
+
+def resolve_run(run: str) -> Path:
+    """A run name (under the runs folder) or a path to a run folder."""
+    candidate = Path(run)
+    if candidate.is_dir():
+        return candidate.resolve()
+    path = runs_root() / run
+    if not path.is_dir():
+        known = sorted(p.name for p in runs_root().glob("*") if p.is_dir()) if runs_root().is_dir() else []
+        fail(f"no run named {run!r} in {runs_root()}" + (f"; known runs: {', '.join(known)}" if known else ""))
+    return path
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def is_quiet() -> bool:
+    return not sys.stderr.isatty() and os.environ.get("VSTW_PROGRESS", "") == "0"

@@ -1,0 +1,133 @@
+"""Recipe inputs -> input items for the ingest stage.
+
+A glob gives paths; a manifest (JSONL or CSV) gives rows with `path`, optional `id`, optional
+`metadata` (object) and optional `annotations` (list of {start_s, end_s, text, kind}). A bad
+manifest row becomes an input item that ingest records as failed (`bad_manifest_row`), so one
+typo never hides the good rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob as globlib
+import json
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if TYPE_CHECKING:
+    from pipelines.recipe import Recipe
+
+
+class Annotation(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    text: str
+    kind: str = "caption"
+
+
+class ManifestRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(min_length=1)
+    id: str | None = None
+    metadata: dict = Field(default_factory=dict)
+    annotations: list[Annotation] = Field(default_factory=list)
+    annotations_file: str | None = None  # a JSON file with {"events": [...]} (e.g. synthetic ground truth)
+
+
+def _resolve(path: str, base: Path) -> Path:
+    p = Path(path).expanduser()
+    return (p if p.is_absolute() else base / p).resolve()
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _manifest_rows(manifest: Path) -> list[tuple[int, dict | None, str | None]]:
+    """(line number, row, error) for each row of a JSONL or CSV manifest."""
+    out = []
+    if manifest.suffix.lower() == ".csv":
+        with open(manifest, newline="") as fh:
+            for i, row in enumerate(csv.DictReader(fh), start=2):
+                row = {k: v for k, v in row.items() if k and v not in (None, "")}
+                for key in ("metadata", "annotations"):
+                    if key in row:
+                        try:
+                            row[key] = json.loads(row[key])
+                        except json.JSONDecodeError as err:
+                            out.append((i, None, f"column {key!r} is not JSON: {err}"))
+                            break
+                else:
+                    out.append((i, row, None))
+        return out
+    for i, line in enumerate(manifest.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            out.append((i, None, f"not JSON: {err}"))
+            continue
+        out.append((i, row, None) if isinstance(row, dict) else (i, None, "not a JSON object"))
+    return out
+
+
+def list_inputs(recipe: Recipe, project_root: Path) -> list[dict]:
+    """Every input item in a stable order, with `input_index` = its position."""
+    roots = [_resolve(r, project_root) for r in recipe.allowed_roots]
+    items: list[dict] = []
+
+    def add(**item):
+        items.append({"input_index": len(items), "source_id": None, "metadata_json": None, "annotations": [], **item})
+
+    for spec in recipe.inputs:
+        if spec.glob is not None:
+            pattern = str(_resolve(spec.glob, project_root))
+            for path in sorted(globlib.glob(pattern, recursive=True)):
+                resolved = Path(path).resolve()
+                if not _inside(resolved, roots):
+                    add(path=str(resolved), input_error=("outside_allowed_roots", f"{resolved} is outside the allowed roots {[str(r) for r in roots]}"))
+                else:
+                    add(path=str(resolved))
+            continue
+        manifest = _resolve(spec.manifest, project_root)
+        if not manifest.is_file():
+            add(path=str(manifest), input_error=("missing", f"manifest {manifest} does not exist"))
+            continue
+        for line, raw, error in _manifest_rows(manifest):
+            where = f"{manifest.name} line {line}"
+            if error is not None:
+                add(path=f"{manifest}:{line}", input_error=("bad_manifest_row", f"{where}: {error}"))
+                continue
+            try:
+                row = ManifestRow.model_validate(raw)
+            except ValidationError as err:
+                first = err.errors()[0]
+                loc = ".".join(str(x) for x in first["loc"]) or "row"
+                add(path=str(raw.get("path", f"{manifest}:{line}")), input_error=("bad_manifest_row", f"{where}: {loc}: {first['msg']}"))
+                continue
+            path = _resolve(row.path, manifest.parent)
+            if not _inside(path, roots):
+                add(path=str(path), source_id=row.id, input_error=("outside_allowed_roots", f"{where}: {path} is outside the allowed roots"))
+                continue
+            annotations = [a.model_dump() for a in row.annotations]
+            if row.annotations_file:
+                ann_path = _resolve(row.annotations_file, manifest.parent)
+                try:
+                    events = json.loads(ann_path.read_text())
+                    events = events.get("events", []) if isinstance(events, dict) else events
+                    annotations += [Annotation.model_validate(e).model_dump() for e in events]
+                except (OSError, ValueError) as err:
+                    add(path=str(path), source_id=row.id, input_error=("bad_manifest_row", f"{where}: annotations_file {ann_path}: {err}"))
+                    continue
+            add(
+                path=str(path),
+                source_id=row.id,
+                metadata_json=json.dumps(row.metadata, sort_keys=True) if row.metadata else None,
+                annotations=sorted(annotations, key=lambda a: (a["start_s"], a["end_s"])),
+            )
+    return items

@@ -1,0 +1,146 @@
+"""Recipes: a YAML file that names the inputs, the stages with their parameters, and the runner.
+
+Validation is strict (unknown keys and out-of-range values are refused) and errors name the
+field's path and what is allowed, e.g.
+
+    recipe demo.yaml is not valid:
+      stages[1] (segment).threshold: must be >= 0 (got -5.0)
+      stages[1] (segment).treshold: unknown key; allowed: detector, threshold, ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipelines.stages import REGISTRY
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message is meant for the user as is."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputSpec(Strict):
+    """One source of videos: a glob of files, or a manifest (JSONL or CSV)."""
+
+    glob: str | None = None
+    manifest: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.glob is None) == (self.manifest is None):
+            raise ValueError("give exactly one of 'glob' or 'manifest'")
+        return self
+
+
+class RunnerSpec(Strict):
+    kind: Literal["local"] = "local"
+    workers: int = Field(2, ge=1, le=256)
+    part_size: int = Field(8, ge=1, le=100_000)
+
+
+def _stage_union():
+    models = tuple(stage.params_model for stage in REGISTRY.values())
+    return Annotated[Union[models], Field(discriminator="stage")]  # type: ignore[valid-type]
+
+
+class Recipe(Strict):
+    name: str = Field(..., min_length=1)
+    description: str = ""
+    inputs: list[InputSpec] = Field(..., min_length=1)
+    # Paths in inputs and manifests must resolve inside these folders (relative to the project).
+    allowed_roots: list[str] = Field(default_factory=lambda: ["."])
+    runner: RunnerSpec = Field(default_factory=RunnerSpec)
+    stages: list[_stage_union()] = Field(..., min_length=1)  # type: ignore[valid-type]
+    teacher: dict[str, Any] | None = None  # validated by the teacher stages (curation.teacher)
+
+    @model_validator(mode="after")
+    def _stages_once(self):
+        names = [s.stage for s in self.stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"stage(s) listed twice: {', '.join(dupes)}")
+        return self
+
+
+def _describe(recipe_data: Any, loc: tuple) -> str:
+    """stages[1] (segment).threshold -- a location readable by a person."""
+    out = ""
+    node = recipe_data
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+            if isinstance(node, list) and part < len(node):
+                node = node[part]
+                if isinstance(node, dict) and "stage" in node and i + 1 < len(loc):
+                    out += f" ({node['stage']})"
+            continue
+        if i > 0 and isinstance(loc[i - 1], int) and isinstance(node, dict) and part == node.get("stage"):
+            continue  # the discriminator tag pydantic adds: already shown in parentheses
+        out += ("." if out else "") + str(part)
+        node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def _allowed_keys(recipe_data: Any, loc: tuple) -> list[str]:
+    if len(loc) >= 2 and loc[0] == "stages" and isinstance(loc[1], int):
+        try:
+            stage_name = recipe_data["stages"][loc[1]]["stage"]
+            return sorted(REGISTRY[stage_name].params_model.model_fields)
+        except (KeyError, IndexError, TypeError):
+            return []
+    model: type[BaseModel] = Recipe
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            break
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+def format_errors(err: ValidationError, data: Any) -> list[str]:
+    lines = []
+    for e in err.errors():
+        where = _describe(data, e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key; allowed: {', '.join(_allowed_keys(data, e['loc']))}")
+        elif e["type"] == "union_tag_invalid":
+            lines.append(f"{where}: unknown stage {e['input'].get('stage')!r}; known stages: {', '.join(REGISTRY)}")
+        elif e["type"] == "union_tag_not_found":
+            lines.append(f"{where}: each stage needs a 'stage' key naming one of: {', '.join(REGISTRY)}")
+        elif e["type"] == "literal_error":
+            allowed = e.get("ctx", {}).get("expected", "")
+            lines.append(f"{where}: {e['input']!r} is not allowed; allowed values: {allowed}")
+        else:
+            msg = e["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+            got = f" (got {e['input']!r})" if e["type"] != "missing" and not isinstance(e.get("input"), (dict, list)) else ""
+            lines.append(f"{where}: {msg}{got}")
+    return lines
+
+
+def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source} is not valid: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        lines = format_errors(err, data)
+        raise RecipeError(f"{source} is not valid:\n  " + "\n  ".join(lines)) from None
+
+
+def load_recipe(path: Path | str) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path} is not valid YAML: {err}") from None
+    return parse_recipe(data, str(path))

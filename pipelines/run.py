@@ -1,0 +1,122 @@
+"""Run a recipe: the run folder, the stages in order, and a summary per stage."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+from pathlib import Path
+
+import yaml
+
+from pipelines.inputs import list_inputs
+from pipelines.recipe import Recipe, RecipeError
+from pipelines.rundir import RunDir, atomic_write_bytes
+from pipelines.runners.local import LocalRunner
+from pipelines.stage import StageContext
+from pipelines.stages import REGISTRY
+
+VERSIONED_PACKAGES = ["vst-workbench", "scenedetect", "decord", "pyarrow", "openai", "transformers", "torch", "duckdb"]
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _recipe_data(recipe: Recipe) -> dict:
+    return recipe.model_dump(mode="json", exclude={"runner"})
+
+
+def prepare_run_dir(recipe: Recipe, runs_root: Path, run_name: str) -> RunDir:
+    """Create the run folder, or check that an existing one was made by the same recipe."""
+    run_dir = RunDir(runs_root / run_name)
+    wanted = _recipe_data(recipe)
+    if run_dir.recipe_path.exists():
+        existing = yaml.safe_load(run_dir.recipe_path.read_text()) or {}
+        if existing.get("recipe") != wanted:
+            raise RecipeError(
+                f"run {run_name!r} in {runs_root} was made with a different recipe; "
+                f"resume it with the same recipe, or start a new run with --run NEW_NAME"
+            )
+        return run_dir
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    doc = {"recipe": wanted, "runner": recipe.runner.model_dump(mode="json"), "versions": package_versions()}
+    atomic_write_bytes(run_dir.recipe_path, yaml.safe_dump(doc, sort_keys=False).encode())
+    return run_dir
+
+
+def run_recipe(
+    recipe: Recipe,
+    run_name: str,
+    project_root: Path,
+    runs_root: Path | None = None,
+    progress: bool = True,
+    echo=print,
+    until: str | None = None,
+) -> dict[str, dict]:
+    runs_root = runs_root or project_root / "data" / "runs"
+    run_dir = prepare_run_dir(recipe, runs_root, run_name)
+    runner = LocalRunner(workers=recipe.runner.workers, part_size=recipe.runner.part_size, progress=progress)
+    ctx = StageContext(run=run_name, run_root=run_dir.root, project_root=project_root, recipe=recipe.model_dump(mode="json"))
+    summaries: dict[str, dict] = {}
+    for params in recipe.stages:
+        stage = REGISTRY[params.stage]
+        if stage.load_inputs is not None:
+            inputs = stage.load_inputs(run_dir, params)
+        elif stage.input_table is None:
+            inputs = list_inputs(recipe, project_root)
+        else:
+            inputs = run_dir.read_rows(stage.input_table)
+        summary = runner.run_stage(stage, params, run_dir, ctx, inputs)
+        summaries[stage.name] = summary
+        echo(format_summary(stage.name, stage.output_table, summary))
+        if until == stage.name:
+            break
+    return summaries
+
+
+def format_summary(stage: str, table: str, s: dict) -> str:
+    state = "already done" if s.get("skipped") else f"{s.get('seconds', 0):.1f}s"
+    line = f"{stage:>9} -> {table:<10} {s['ok']:>6} ok {s['failed']:>5} failed   ({state})"
+    if s["failed_by_reason"]:
+        line += "   " + ", ".join(f"{k}: {v}" for k, v in s["failed_by_reason"].items())
+    return line
+
+
+def run_status(run_dir: RunDir) -> list[dict]:
+    """Per table of the run: parts done / planned, rows ok/failed by reason, complete or not."""
+    from pipelines.runners.local import summarize
+
+    if not run_dir.recipe_path.exists():
+        raise FileNotFoundError(f"{run_dir.root} is not a run folder (no recipe.yaml)")
+    doc = yaml.safe_load(run_dir.recipe_path.read_text())
+    out = []
+    for entry in doc["recipe"]["stages"]:
+        stage = REGISTRY.get(entry["stage"])
+        if stage is None:
+            continue
+        table = stage.output_table
+        plan = run_dir.read_plan(table) or {}
+        planned = plan.get("parts", {})
+        done = run_dir.existing_parts(table)
+        out.append(
+            {
+                "stage": stage.name,
+                "table": table,
+                "complete": run_dir.is_complete(table),
+                "parts_done": len(done & set(planned)) if planned else len(done),
+                "parts_planned": len(planned),
+                **summarize(run_dir, table),
+            }
+        )
+    return out
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)

@@ -1,0 +1,59 @@
+"""The stage contract (docs/architecture.md).
+
+A stage is a plain function over a batch of input records (dicts) that returns output records
+(dicts), one or more per input, each with `status` "ok" or "failed" (+ `reason`, `error`). It never
+raises for one bad item. Runners (local, later Ray Data) decide how batches are formed and where
+they run; the function does not know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StageParams(BaseModel):
+    """Base of every stage's parameters: unknown keys are refused (typos must not pass)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage function may know about where it runs (all plain, picklable values)."""
+
+    run: str
+    run_root: Path
+    project_root: Path
+    recipe: dict = field(default_factory=dict)  # the resolved recipe as plain data
+
+
+StageFn = Callable[[list[dict], StageParams, StageContext], list[dict]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    output_table: str
+    fn: StageFn
+    params_model: type[StageParams]
+    key: str  # id column of the input records: parts are made from it
+    input_table: str | None = None  # None: the stage reads the recipe's inputs (ingest)
+    kind: Literal["cpu", "io"] = "cpu"  # cpu: processes; io: threads
+    # Builds the output row recorded for an input item whose processing crashed the worker.
+    failed_row: Callable[[dict, str, str], dict] | None = None
+    # Run once after all parts are written (e.g. cross-item dedup); must be idempotent.
+    finalize: Callable[["object", StageParams], None] | None = None
+    # Which input rows the stage processes (default: status ok).
+    select: Callable[[dict], bool] = lambda row: row.get("status", "ok") == "ok"
+    # Builds the input records from the run folder when they are not simply the rows of
+    # `input_table` (e.g. one record per window, holding its clips and captions).
+    load_inputs: Callable[["object", StageParams], list[dict]] | None = None
+
+
+def failed(reason: str, error: str, **fields) -> dict:
+    """An output row for an item that failed, with a stable reason code and a message."""
+    return {**fields, "status": "failed", "reason": reason, "error": error}

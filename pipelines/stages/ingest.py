@@ -1,0 +1,101 @@
+"""ingest: probe every input video; bad inputs become `failed` rows with a reason code."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from curation.video.probe import probe_video
+from pipelines.rundir import RunDir
+from pipelines.stage import Stage, StageContext, StageParams, failed
+
+
+class IngestParams(StageParams):
+    stage: Literal["ingest"] = "ingest"
+    min_duration_s: float = Field(1.0, ge=0, description="shorter videos fail with too_short")
+    max_duration_s: float = Field(4 * 3600.0, gt=0, description="longer videos fail with too_long")
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.max_duration_s <= self.min_duration_s:
+            raise ValueError(f"max_duration_s ({self.max_duration_s}) must be greater than min_duration_s ({self.min_duration_s})")
+        return self
+
+
+def path_id(path: str) -> str:
+    """Id for an input that has no content to hash (missing, empty, bad manifest row)."""
+    return "x" + hashlib.sha256(path.encode()).hexdigest()[:16]
+
+
+def _base(item: dict) -> dict:
+    return {
+        "input_index": item["input_index"],
+        "path": item["path"],
+        "source_id": item.get("source_id"),
+        "metadata_json": item.get("metadata_json"),
+        "annotations": item.get("annotations") or [],
+    }
+
+
+def ingest_batch(items: list[dict], params: IngestParams, ctx: StageContext) -> list[dict]:
+    rows = []
+    for item in items:
+        base = _base(item)
+        if item.get("input_error"):
+            reason, message = item["input_error"]
+            rows.append(failed(reason, message, video_id=path_id(item["path"]), **base))
+            continue
+        probed = probe_video(item["path"], params.min_duration_s, params.max_duration_s)
+        probed.setdefault("video_id", path_id(item["path"]))
+        rows.append({**base, **probed})
+    return rows
+
+
+def ingest_failed_row(item: dict, reason: str, message: str) -> dict:
+    return failed(reason, f"{item['path']}: {message}", video_id=path_id(item["path"]), **_base(item))
+
+
+def mark_duplicates(run_dir: RunDir, params: IngestParams) -> None:
+    """Same content twice: the first input keeps the video, later ones fail as `duplicate`.
+    Idempotent: only parts whose rows change are rewritten (atomically)."""
+    import pyarrow.parquet as pq
+
+    from curation.schemas import VIDEOS, to_table
+
+    first: dict[str, tuple[int, str]] = {}
+    parts = sorted(run_dir.table_dir("videos").glob("part-*.parquet"))
+    tables = {p: pq.read_table(p, schema=VIDEOS).to_pylist() for p in parts}
+    for rows in tables.values():
+        for row in rows:
+            if row["sha256"] and (row["status"] == "ok" or row["reason"] == "duplicate"):
+                key = row["sha256"]
+                if key not in first or row["input_index"] < first[key][0]:
+                    first[key] = (row["input_index"], row["path"])
+    for part, rows in tables.items():
+        changed = False
+        for row in rows:
+            keep = first.get(row["sha256"])
+            if keep is None or not (row["status"] == "ok" or row["reason"] == "duplicate"):
+                continue
+            if row["input_index"] != keep[0] and row["status"] == "ok":
+                row.update(status="failed", reason="duplicate", error=f"{row['path']}: same content as {keep[1]}")
+                row["video_id"] = path_id(row["path"])  # the content id belongs to the kept copy
+                changed = True
+        if changed:
+            run_dir.write_part("videos", part.stem, to_table(rows, VIDEOS))
+
+
+STAGE = Stage(
+    name="ingest",
+    output_table="videos",
+    fn=ingest_batch,
+    params_model=IngestParams,
+    key="input_index",
+    input_table=None,
+    kind="cpu",
+    failed_row=ingest_failed_row,
+    finalize=mark_duplicates,
+    select=lambda item: True,
+)

@@ -1,0 +1,102 @@
+"""segment: videos -> clips (scene cuts, normalised lengths) grouped into windows."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from curation.video.segment import (
+    VST_MAX_FRAMES,
+    DetectorConfig,
+    detect_cuts,
+    group_windows,
+    normalise_clips,
+    vst_frame_indices,
+)
+from pipelines.stage import Stage, StageContext, StageParams, failed
+
+
+class SegmentParams(StageParams):
+    stage: Literal["segment"] = "segment"
+    detector: Literal["content", "adaptive"] = "content"
+    threshold: float = Field(27.0, ge=0, le=255, description="ContentDetector threshold")
+    adaptive_threshold: float = Field(3.0, gt=0, description="AdaptiveDetector threshold")
+    min_scene_len: int = Field(15, ge=1, description="frames; shorter scenes are not cut")
+    detect_width: int = Field(128, ge=16, le=4096, description="detection runs on frames this wide")
+    min_clip_s: float = Field(2.0, gt=0, description="shorter scenes are merged into a neighbour")
+    max_clip_s: float = Field(10.0, gt=0, description="longer scenes are split")
+    split: Literal["quietest", "even"] = "quietest"
+    window_max_s: float = Field(192.0, gt=0, le=VST_MAX_FRAMES / 2, description="VST keeps at most 192 s of a window")
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.max_clip_s < 2 * self.min_clip_s:
+            raise ValueError(f"max_clip_s ({self.max_clip_s}) must be at least twice min_clip_s ({self.min_clip_s})")
+        if self.window_max_s < self.max_clip_s:
+            raise ValueError(f"window_max_s ({self.window_max_s}) must be at least max_clip_s ({self.max_clip_s})")
+        return self
+
+    def detector_config(self) -> DetectorConfig:
+        return DetectorConfig(self.detector, self.threshold, self.adaptive_threshold, self.min_scene_len, self.detect_width)
+
+
+def segment_video(video: dict, params: SegmentParams) -> list[dict]:
+    detection = detect_cuts(video["path"], params.detector_config(), fps=video["fps"])
+    if detection.frame_count == 0:
+        return [failed("no_frames", f"{video['path']}: no frames decoded", clip_id=f"{video['video_id']}-none", video_id=video["video_id"])]
+    fps, n = detection.fps, detection.frame_count
+    clips = normalise_clips(detection, params.min_clip_s, params.max_clip_s, params.split)
+    rows, index = [], 0
+    for w, window in enumerate(group_windows(clips, fps, params.window_max_s)):
+        window_id = f"{video['video_id']}-w{w:03d}"
+        ws, we = window[0].start_frame / fps, window[-1].end_frame / fps
+        for k, clip in enumerate(window):
+            start_s, end_s = clip.start_frame / fps, clip.end_frame / fps
+            rows.append(
+                {
+                    "clip_id": f"{video['video_id']}-c{index:04d}",
+                    "video_id": video["video_id"],
+                    "window_id": window_id,
+                    "index": index,
+                    "index_in_window": k,
+                    "start_s": round(start_s, 6),
+                    "end_s": round(end_s, 6),
+                    "start_frame": clip.start_frame,
+                    "end_frame": clip.end_frame,
+                    "window_start_s": round(ws, 6),
+                    "window_end_s": round(we, 6),
+                    "cut_score": round(clip.cut_score, 4),
+                    "boundary": clip.boundary,
+                    "vst_frame_indices": vst_frame_indices(ws, we, start_s, end_s, fps, n),
+                    "status": "ok",
+                }
+            )
+            index += 1
+    return rows
+
+
+def segment_batch(videos: list[dict], params: SegmentParams, ctx: StageContext) -> list[dict]:
+    rows = []
+    for video in videos:
+        try:
+            rows.extend(segment_video(video, params))
+        except Exception as err:  # a decoder error on one video must not cost the others
+            rows.append(segment_failed_row(video, "decode_error", f"{video['path']}: {str(err).splitlines()[0][:300]}"))
+    return rows
+
+
+def segment_failed_row(video: dict, reason: str, message: str) -> dict:
+    return failed(reason, message, clip_id=f"{video['video_id']}-none", video_id=video["video_id"], index=-1)
+
+
+STAGE = Stage(
+    name="segment",
+    output_table="clips",
+    fn=segment_batch,
+    params_model=SegmentParams,
+    key="video_id",
+    input_table="videos",
+    kind="cpu",
+    failed_row=segment_failed_row,
+)
