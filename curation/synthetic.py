@@ -98,7 +98,8 @@ def make_script(
         for j in range(rng.randint(1, max_objects)):
             appear = start + rng.randint(0, length // 3)
             leave = min(start + length, appear + rng.randint(length // 3, length))
-            size = rng.randint(18, 30)
+            scale = width / 320  # objects keep their share of the picture at any size
+            size = max(4, int(rng.randint(18, 30) * scale))
             scene.objects.append(
                 ObjectPlan(
                     object_id=f"s{i}o{j}",
@@ -109,7 +110,7 @@ def make_script(
                     leave_frame=leave,
                     x0=rng.uniform(0.3, 0.7) * width,
                     y0=rng.uniform(0.3, 0.7) * height,
-                    speed=rng.uniform(0.3, 1.0),
+                    speed=rng.uniform(0.3, 1.0) * scale,
                     size=size,
                 )
             )

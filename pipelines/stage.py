@@ -52,6 +52,8 @@ class Stage:
     # Builds the input records from the run folder when they are not simply the rows of
     # `input_table` (e.g. one record per window, holding its clips and captions).
     load_inputs: Callable[["object", StageParams], list[dict]] | None = None
+    # "module:attribute" of a stage that is not in the registry (worker processes import it).
+    ref: str | None = None
 
 
 def failed(reason: str, error: str, **fields) -> dict:

@@ -9,6 +9,7 @@ finished run does no work.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import multiprocessing
 import time
@@ -64,11 +65,21 @@ def call_stage(stage: Stage, rows: list[dict], params: StageParams, ctx: StageCo
     return out
 
 
-def call_stage_by_name(name: str, rows: list[dict], params: StageParams, ctx: StageContext) -> list[dict]:
-    """Entry point in worker processes: stages are looked up by name (their lambdas don't pickle)."""
-    from pipelines.stages import REGISTRY
+def stage_ref(stage: Stage) -> str:
+    return stage.ref or stage.name
 
-    return call_stage(REGISTRY[name], rows, params, ctx)
+
+def call_stage_by_ref(ref: str, rows: list[dict], params: StageParams, ctx: StageContext) -> list[dict]:
+    """Entry point in worker processes: stages are looked up by name or "module:attribute"
+    (a Stage holds lambdas, which do not pickle)."""
+    if ":" in ref:
+        module, attr = ref.split(":", 1)
+        stage = getattr(importlib.import_module(module), attr)
+    else:
+        from pipelines.stages import REGISTRY
+
+        stage = REGISTRY[ref]
+    return call_stage(stage, rows, params, ctx)
 
 
 def finish_rows(rows: list[dict], run: str) -> list[dict]:
@@ -147,7 +158,7 @@ class LocalRunner:
         retry: list[Part] = []
         executor = self._executor(stage)
         try:
-            futures: dict[Future, Part] = {executor.submit(call_stage_by_name, stage.name, p.rows, params, ctx): p for p in parts}
+            futures: dict[Future, Part] = {executor.submit(call_stage_by_ref, stage_ref(stage), p.rows, params, ctx): p for p in parts}
             for future in as_completed(futures):
                 part = futures[future]
                 try:
@@ -171,7 +182,7 @@ class LocalRunner:
     def _isolated(stage: Stage, items: list[dict], params: StageParams, ctx: StageContext) -> list[dict] | None:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             try:
-                return pool.submit(call_stage_by_name, stage.name, items, params, ctx).result()
+                return pool.submit(call_stage_by_ref, stage_ref(stage), items, params, ctx).result()
             except BrokenProcessPool:
                 return None
 

@@ -24,9 +24,10 @@ class IngestParams(StageParams):
         return self
 
 
-def path_id(path: str) -> str:
-    """Id for an input that has no content to hash (missing, empty, bad manifest row)."""
-    return "x" + hashlib.sha256(path.encode()).hexdigest()[:16]
+def input_id(item: dict) -> str:
+    """Id of an input that has no content id of its own (missing, empty, duplicate, bad row):
+    derived from its place in the input listing and its path, so it is stable and unique."""
+    return "x" + hashlib.sha256(f"{item['input_index']}:{item['path']}".encode()).hexdigest()[:16]
 
 
 def _base(item: dict) -> dict:
@@ -45,16 +46,16 @@ def ingest_batch(items: list[dict], params: IngestParams, ctx: StageContext) -> 
         base = _base(item)
         if item.get("input_error"):
             reason, message = item["input_error"]
-            rows.append(failed(reason, message, video_id=path_id(item["path"]), **base))
+            rows.append(failed(reason, message, video_id=input_id(item), **base))
             continue
         probed = probe_video(item["path"], params.min_duration_s, params.max_duration_s)
-        probed.setdefault("video_id", path_id(item["path"]))
+        probed.setdefault("video_id", input_id(item))
         rows.append({**base, **probed})
     return rows
 
 
 def ingest_failed_row(item: dict, reason: str, message: str) -> dict:
-    return failed(reason, f"{item['path']}: {message}", video_id=path_id(item["path"]), **_base(item))
+    return failed(reason, f"{item['path']}: {message}", video_id=input_id(item), **_base(item))
 
 
 def mark_duplicates(run_dir: RunDir, params: IngestParams) -> None:
@@ -81,7 +82,7 @@ def mark_duplicates(run_dir: RunDir, params: IngestParams) -> None:
                 continue
             if row["input_index"] != keep[0] and row["status"] == "ok":
                 row.update(status="failed", reason="duplicate", error=f"{row['path']}: same content as {keep[1]}")
-                row["video_id"] = path_id(row["path"])  # the content id belongs to the kept copy
+                row["video_id"] = input_id(row)  # the content id belongs to the kept copy
                 changed = True
         if changed:
             run_dir.write_part("videos", part.stem, to_table(rows, VIDEOS))
