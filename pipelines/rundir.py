@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from curation.schemas import TABLES
@@ -134,6 +133,8 @@ class RunDir:
                 raise FileNotFoundError(f"table {table!r} has no parts in {self.root}")
             empty = schema.empty_table()
             return empty.select(columns) if columns else empty
+        import pyarrow.dataset as ds  # imported here: it pulls in pandas, slow for worker start-up
+
         dataset = ds.dataset([str(f) for f in files], format="parquet", schema=schema)
         return dataset.to_table(columns=columns)
 

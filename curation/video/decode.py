@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 
 
@@ -35,9 +36,12 @@ def iter_frames(path: str | Path, target_width: int = 0, batch: int = 64) -> Ite
     reader = open_reader(path, width=w, height=h) if (w, h) != (full_w, full_h) else open_reader(path)
     for start in range(0, n, batch):
         frames = reader.get_batch(list(range(start, min(n, start + batch)))).asnumpy()
-        for offset, frame in enumerate(frames):
-            # decord gives RGB; PySceneDetect's detectors expect OpenCV's BGR order.
-            yield start + offset, np.ascontiguousarray(frame[:, :, ::-1])
+        # decord gives RGB; PySceneDetect's detectors expect OpenCV's BGR order. One cvtColor
+        # over the whole batch (seen as one tall image) is far cheaper than one per frame.
+        count, height = frames.shape[0], frames.shape[1]
+        bgr = cv2.cvtColor(frames.reshape(count * height, frames.shape[2], 3), cv2.COLOR_RGB2BGR).reshape(frames.shape)
+        for offset in range(count):
+            yield start + offset, bgr[offset]
 
 
 def read_frames(path: str | Path, indices: list[int], target_width: int = 0) -> np.ndarray:
