@@ -26,14 +26,18 @@ def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
     return w, h
 
 
-def iter_frames(path: str | Path, target_width: int = 0, batch: int = 64) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (frame index, BGR uint8 frame) for every frame, decoded at most target_width wide."""
-    probe = open_reader(path)
-    full_h, full_w = probe[0].shape[:2]
-    n = len(probe)
-    del probe
-    w, h = scaled_size(full_w, full_h, target_width)
-    reader = open_reader(path, width=w, height=h) if (w, h) != (full_w, full_h) else open_reader(path)
+def iter_frames(
+    path: str | Path, target_width: int = 0, batch: int = 64, size: tuple[int, int] | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (frame index, BGR uint8 frame) for every frame, decoded at most target_width wide.
+    `size` = (width, height) of the video when known (saves opening it twice)."""
+    if size is None:
+        probe = open_reader(path)
+        size = probe[0].shape[1::-1]
+        del probe
+    w, h = scaled_size(size[0], size[1], target_width)
+    reader = open_reader(path, width=w, height=h) if (w, h) != tuple(size) else open_reader(path)
+    n = len(reader)
     for start in range(0, n, batch):
         frames = reader.get_batch(list(range(start, min(n, start + batch)))).asnumpy()
         # decord gives RGB; PySceneDetect's detectors expect OpenCV's BGR order. One cvtColor

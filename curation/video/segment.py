@@ -51,7 +51,12 @@ class Detection:
     scores: np.ndarray  # per-frame content score (difference to the previous frame)
 
 
-def detect_cuts(path: str | Path, config: DetectorConfig = DetectorConfig(), fps: float | None = None) -> Detection:
+def detect_cuts(
+    path: str | Path,
+    config: DetectorConfig = DetectorConfig(),
+    fps: float | None = None,
+    size: tuple[int, int] | None = None,
+) -> Detection:
     from curation.video.decode import open_reader
 
     if fps is None:
@@ -60,7 +65,7 @@ def detect_cuts(path: str | Path, config: DetectorConfig = DetectorConfig(), fps
     cuts: list[int] = []
     scores: list[float] = []
     last = None
-    for index, frame in iter_frames(path, target_width=config.detect_width):
+    for index, frame in iter_frames(path, target_width=config.detect_width, size=size):
         timecode = FrameTimecode(index, fps)
         cuts.extend(tc.frame_num for tc in detector.process_frame(timecode, frame))
         # The per-frame score is kept on the detector; PySceneDetect exposes it publicly only

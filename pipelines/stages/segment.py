@@ -42,7 +42,8 @@ class SegmentParams(StageParams):
 
 
 def segment_video(video: dict, params: SegmentParams) -> list[dict]:
-    detection = detect_cuts(video["path"], params.detector_config(), fps=video["fps"])
+    size = (video["width"], video["height"]) if video.get("width") and video.get("height") else None
+    detection = detect_cuts(video["path"], params.detector_config(), fps=video["fps"], size=size)
     if detection.frame_count == 0:
         return [failed("no_frames", f"{video['path']}: no frames decoded", clip_id=f"{video['video_id']}-none", video_id=video["video_id"])]
     fps, n = detection.fps, detection.frame_count
