@@ -141,6 +141,27 @@ GRAPHS = pa.schema(
         pa.field("prompt_version", pa.string()),
         pa.field("cache_key", pa.string()),
         pa.field("raw_reply", pa.string()),
+        pa.field("cache_keys", pa.list_(pa.string())),  # one teacher reply per clip of the window
+        pa.field("dropped_entities", pa.list_(pa.string())),  # teacher names not found in the clip's description
+        *COMMON,
+    ]
+)
+
+# Questions asked at the end of a window (qa stage); think turns each into a chain.
+QUESTIONS = pa.schema(
+    [
+        pa.field("question_id", pa.string()),
+        pa.field("window_id", pa.string()),
+        pa.field("video_id", pa.string()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("qa", QA),
+        pa.field("template", pa.string()),  # count_entities, first_appearance, appeared_before, or "teacher"
+        pa.field("details", pa.string()),  # JSON: what the question is about (entity names), for scoring
+        pa.field("teacher", pa.string()),
+        pa.field("prompt_version", pa.string()),
+        pa.field("cache_key", pa.string()),
+        pa.field("raw_reply", pa.string()),
         *COMMON,
     ]
 )
@@ -161,6 +182,8 @@ CHAINS = pa.schema(
         pa.field("prompt_versions", pa.map_(pa.string(), pa.string())),
         pa.field("cache_keys", pa.list_(pa.string())),
         pa.field("raw_reply", pa.string()),
+        pa.field("question_id", pa.string()),
+        pa.field("qa_template", pa.string()),
         *COMMON,
     ]
 )
@@ -188,6 +211,32 @@ REVIEWS = pa.schema(
         pa.field("corrections", pa.string()),  # JSON: corrected thoughts, question, options, answer
         pa.field("labels", pa.list_(pa.string())),  # per-thought labels, in thought order
         pa.field("lead_time_s", pa.float64()),
+        pa.field("reviewed_at", pa.string()),  # ISO-8601 UTC of the annotation's last update: latest wins
+        pa.field("project_id", pa.int64()),  # the Label Studio project
+        pa.field("raw_result", pa.string()),  # JSON: the annotation as Label Studio gave it (nothing lost)
+        pa.field("comment", pa.string()),  # the reviewer's free text
+        *COMMON,
+    ]
+)
+
+# One row per chain the export considered: exported or not, and why (SQL: "why is X missing?").
+EXPORT_DECISIONS = pa.schema(
+    [
+        pa.field("chain_id", pa.string()),
+        pa.field("video_id", pa.string()),
+        pa.field("window_id", pa.string()),
+        pa.field("subset", pa.string()),  # the SFT file (and HF split) the chain goes to
+        pa.field("qa_type", pa.string()),
+        pa.field("exported", pa.bool_()),
+        pa.field("excluded_by", pa.list_(pa.string())),  # "check:reason" of each verdict that excluded it
+        pa.field("teacher", pa.string()),
+        pa.field("prompt_versions", pa.map_(pa.string(), pa.string())),
+        pa.field("human_reviewed", pa.bool_()),
+        pa.field("reviewer", pa.string()),
+        pa.field("duration_s", pa.float64()),  # the video's real length
+        pa.field("options", pa.list_(pa.string())),
+        pa.field("sft_record", pa.string()),  # the exact JSONL line
+        pa.field("rl_row", pa.string()),  # JSON of the RL Parquet row (null when the chain has no RL form)
         *COMMON,
     ]
 )
@@ -203,6 +252,10 @@ TEACHER_USAGE = pa.schema(
         pa.field("retries", pa.int64()),
         pa.field("latency_s", pa.float64()),
         pa.field("cost_usd", pa.float64()),
+        pa.field("requests", pa.int64()),  # HTTP requests sent for this call (retries and repair included)
+        pa.field("repaired", pa.bool_()),  # a repair request was needed
+        pa.field("prompt_version", pa.string()),
+        pa.field("cache_key", pa.string()),
         *COMMON,
     ]
 )
@@ -212,10 +265,14 @@ TABLES: dict[str, pa.Schema] = {
     "clips": CLIPS,
     "captions": CAPTIONS,
     "graphs": GRAPHS,
+    "questions": QUESTIONS,
     "chains": CHAINS,
     "verdicts": VERDICTS,
+    # The VST-model judge (stage `judge`) writes its verdicts apart: one stage per output table.
+    "judge_verdicts": VERDICTS,
     "reviews": REVIEWS,
     "teacher_usage": TEACHER_USAGE,
+    "export_decisions": EXPORT_DECISIONS,
 }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 if TYPE_CHECKING:
     from pipelines.recipe import Recipe
@@ -23,10 +23,16 @@ if TYPE_CHECKING:
 
 class Annotation(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    start_s: float = Field(ge=0)
-    end_s: float = Field(ge=0)
+    start_s: float = Field(ge=0, allow_inf_nan=False)  # JSON's 1e400 parses as inf
+    end_s: float = Field(ge=0, allow_inf_nan=False)
     text: str
     kind: str = "caption"
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.end_s < self.start_s:
+            raise ValueError(f"end_s ({self.end_s}) is before start_s ({self.start_s})")
+        return self
 
 
 class ManifestRow(BaseModel):
@@ -51,20 +57,31 @@ def _manifest_rows(manifest: Path) -> list[tuple[int, dict | None, str | None]]:
     """(line number, row, error) for each row of a JSONL or CSV manifest."""
     out = []
     if manifest.suffix.lower() == ".csv":
-        with open(manifest, newline="") as fh:
-            for i, row in enumerate(csv.DictReader(fh), start=2):
-                row = {k: v for k, v in row.items() if k and v not in (None, "")}
-                for key in ("metadata", "annotations"):
-                    if key in row:
-                        try:
-                            row[key] = json.loads(row[key])
-                        except json.JSONDecodeError as err:
-                            out.append((i, None, f"column {key!r} is not JSON: {err}"))
-                            break
-                else:
-                    out.append((i, row, None))
+        data = manifest.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:  # keep the rows before the first bad byte
+            text = data[: err.start].decode("utf-8")
+            text = text[: text.rfind("\n") + 1]
+            out.append((text.count("\n") + 1, None, f"not UTF-8 (the rows from this line on are not read): {err}"))
+        for i, row in enumerate(csv.DictReader(text.splitlines(keepends=True)), start=2):
+            row = {k: v for k, v in row.items() if k and v not in (None, "")}
+            for key in ("metadata", "annotations"):
+                if key in row:
+                    try:
+                        row[key] = json.loads(row[key])
+                    except json.JSONDecodeError as err:
+                        out.append((i, None, f"column {key!r} is not JSON: {err}"))
+                        break
+            else:
+                out.append((i, row, None))
         return out
-    for i, line in enumerate(manifest.read_text().splitlines(), start=1):
+    for i, raw_line in enumerate(manifest.read_bytes().splitlines(), start=1):
+        try:  # line by line, so that one line in another encoding costs only that line
+            line = raw_line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            out.append((i, None, f"not UTF-8: {err}"))
+            continue
         if not line.strip():
             continue
         try:
@@ -110,13 +127,25 @@ def list_inputs(recipe: Recipe, project_root: Path) -> list[dict]:
                 loc = ".".join(str(x) for x in first["loc"]) or "row"
                 add(path=str(raw.get("path", f"{manifest}:{line}")), input_error=("bad_manifest_row", f"{where}: {loc}: {first['msg']}"))
                 continue
-            path = _resolve(row.path, manifest.parent)
+            try:
+                path = _resolve(row.path, manifest.parent)
+            except (ValueError, OSError) as err:  # e.g. an embedded NUL byte: no file can have that name
+                add(path=repr(row.path)[:300], source_id=row.id, input_error=("bad_manifest_row", f"{where}: path: {err}"))
+                continue
             if not _inside(path, roots):
                 add(path=str(path), source_id=row.id, input_error=("outside_allowed_roots", f"{where}: {path} is outside the allowed roots"))
                 continue
             annotations = [a.model_dump() for a in row.annotations]
             if row.annotations_file:
-                ann_path = _resolve(row.annotations_file, manifest.parent)
+                try:
+                    ann_path = _resolve(row.annotations_file, manifest.parent)
+                except (ValueError, OSError) as err:
+                    add(path=str(path), source_id=row.id, input_error=("bad_manifest_row", f"{where}: annotations_file: {err}"))
+                    continue
+                if not _inside(ann_path, roots):  # never read a file the recipe does not allow
+                    add(path=str(path), source_id=row.id,
+                        input_error=("outside_allowed_roots", f"{where}: annotations_file {ann_path} is outside the allowed roots"))
+                    continue
                 try:
                     events = json.loads(ann_path.read_text())
                     events = events.get("events", []) if isinstance(events, dict) else events

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from curation.teacher.config import TeacherConfig
 from pipelines.stages import REGISTRY
 
 
@@ -40,10 +41,35 @@ class InputSpec(Strict):
         return self
 
 
+class StageResources(Strict):
+    """Ray runner: what one worker of a stage asks the cluster for, and how many run at once."""
+
+    num_cpus: float | None = Field(None, gt=0, le=1024)
+    num_gpus: float | None = Field(None, ge=0, le=64)
+    concurrency: int | None = Field(None, ge=1, le=10_000)  # tasks (cpu) or actors (io, model) at once
+    threads: int | None = Field(None, ge=1, le=256)  # io stages: parts run at once in each actor
+
+
 class RunnerSpec(Strict):
-    kind: Literal["local"] = "local"
-    workers: int = Field(2, ge=1, le=256)
+    kind: Literal["local", "ray"] = "local"
+    workers: int = Field(2, ge=1, le=256)  # local: processes/threads; ray without address: CPUs of the local Ray
     part_size: int = Field(8, ge=1, le=100_000)
+    # ray only (docs/cluster.md): "auto" (the cluster `ray start` made here), "ray://host:10001",
+    # or none: start a local Ray (RAY_ADDRESS from the environment wins when set).
+    address: str | None = Field(None, min_length=1)
+    resources: dict[str, StageResources] = Field(default_factory=dict)  # ray only: per stage name
+    object_store_mb: int | None = Field(None, ge=64)  # ray only, local Ray: object store size
+
+    @model_validator(mode="after")
+    def _ray_options(self):
+        if self.kind != "ray":
+            used = [k for k in ("address", "object_store_mb") if getattr(self, k) is not None] + (["resources"] if self.resources else [])
+            if used:
+                raise ValueError(f"{', '.join(used)}: only used by the ray runner (set kind: ray)")
+        unknown = sorted(set(self.resources) - set(REGISTRY))
+        if unknown:
+            raise ValueError(f"resources: unknown stage(s) {', '.join(unknown)}; known stages: {', '.join(REGISTRY)}")
+        return self
 
 
 def _stage_union():
@@ -59,7 +85,7 @@ class Recipe(Strict):
     allowed_roots: list[str] = Field(default_factory=lambda: ["."])
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
     stages: list[_stage_union()] = Field(..., min_length=1)  # type: ignore[valid-type]
-    teacher: dict[str, Any] | None = None  # validated by the teacher stages (curation.teacher)
+    teacher: TeacherConfig | None = None  # endpoints, limits, budget, prices, cache (docs/teacher.md)
 
     @model_validator(mode="after")
     def _stages_once(self):

@@ -12,7 +12,7 @@ import yaml
 from pipelines.inputs import list_inputs
 from pipelines.recipe import Recipe, RecipeError
 from pipelines.rundir import RunDir, atomic_write_bytes
-from pipelines.runners.local import LocalRunner
+from pipelines.runners.ray_runner import runner_from_spec
 from pipelines.stage import StageContext
 from pipelines.stages import REGISTRY
 
@@ -59,10 +59,42 @@ def run_recipe(
     progress: bool = True,
     echo=print,
     until: str | None = None,
+    runner_kind: str | None = None,
+    address: str | None = None,
 ) -> dict[str, dict]:
+    """`runner_kind`/`address` override the recipe's runner (the runner never changes the
+    outputs, so a run may be resumed under another runner)."""
+    recipe = with_runner(recipe, runner_kind, address)
     runs_root = runs_root or project_root / "data" / "runs"
     run_dir = prepare_run_dir(recipe, runs_root, run_name)
-    runner = LocalRunner(workers=recipe.runner.workers, part_size=recipe.runner.part_size, progress=progress)
+    runner = runner_from_spec(recipe.runner, project_root, progress)
+    try:
+        return _run_stages(recipe, run_name, run_dir, runner, project_root, echo, until)
+    finally:
+        if hasattr(runner, "close"):
+            runner.close()
+
+
+def with_runner(recipe: Recipe, kind: str | None, address: str | None) -> Recipe:
+    """The recipe with its runner kind/address replaced (validated like the YAML)."""
+    if kind is None and address is None:
+        return recipe
+    from pydantic import ValidationError
+
+    from pipelines.recipe import RunnerSpec, format_errors
+
+    data = recipe.runner.model_dump(exclude_none=True)
+    data.update({k: v for k, v in {"kind": kind, "address": address}.items() if v is not None})
+    if data.get("kind") == "local":  # the recipe's Ray options stay in the recipe, unused
+        data = {k: v for k, v in data.items() if k in ("kind", "workers", "part_size")}
+    try:
+        spec = RunnerSpec.model_validate(data)
+    except ValidationError as err:
+        raise RecipeError("runner is not valid:\n  " + "\n  ".join(format_errors(err, data))) from None
+    return recipe.model_copy(update={"runner": spec})
+
+
+def _run_stages(recipe: Recipe, run_name: str, run_dir: RunDir, runner, project_root: Path, echo, until: str | None) -> dict[str, dict]:
     ctx = StageContext(run=run_name, run_root=run_dir.root, project_root=project_root, recipe=recipe.model_dump(mode="json"))
     summaries: dict[str, dict] = {}
     for params in recipe.stages:

@@ -42,11 +42,14 @@ def _fail(reason: str, error: str, **fields) -> dict:
 
 def probe_video(path: str | Path, min_duration_s: float = 0.0, max_duration_s: float | None = None) -> dict:
     path = Path(path)
-    if not path.exists():
-        return _fail("missing", f"{path}: no such file")
-    if not path.is_file():
-        return _fail("missing", f"{path}: not a regular file")
-    size = path.stat().st_size
+    try:
+        if not path.exists():
+            return _fail("missing", f"{path}: no such file")
+        if not path.is_file():
+            return _fail("missing", f"{path}: not a regular file")
+        size = path.stat().st_size
+    except (OSError, ValueError) as err:  # name too long, NUL byte, permission denied
+        return _fail("missing", f"{str(path)[:300]}: cannot be read ({getattr(err, 'strerror', None) or err})")
     if size == 0:
         return _fail("empty_file", f"{path}: the file is empty (0 bytes)", size_bytes=0)
 

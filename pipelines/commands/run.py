@@ -18,17 +18,23 @@ def register(app: typer.Typer) -> None:
         recipe: Path = typer.Argument(..., help="recipe YAML"),
         run: str = typer.Option(None, "--run", help="run name (default: recipe name + date); an existing run is resumed"),
         until: str = typer.Option(None, "--until", help="stop after this stage"),
+        runner: str = typer.Option(None, "--runner", help="local or ray (default: the recipe's runner.kind)"),
+        address: str = typer.Option(None, "--address", help="ray: cluster address, e.g. auto or ray://HOST:10001 (docs/cluster.md)"),
     ):
         """Run (or resume) a recipe into data/runs/RUN."""
         from pipelines.recipe import RecipeError, load_recipe
         from pipelines.run import run_recipe
+        from pipelines.runners.ray_runner import RayRunnerError
 
         try:
             parsed = load_recipe(recipe)
             name = run or f"{parsed.name}-{datetime.now():%Y%m%d-%H%M%S}"
             console.print(f"run [bold]{name}[/] -> {runs_root() / name}")
-            run_recipe(parsed, name, project_root(), runs_root(), progress=os.environ.get("VSTW_PROGRESS", "1") != "0", echo=console.print, until=until)
+            run_recipe(parsed, name, project_root(), runs_root(), progress=os.environ.get("VSTW_PROGRESS", "1") != "0", echo=console.print, until=until,
+                       runner_kind=runner, address=address)
         except RecipeError as err:
+            fail(str(err))
+        except RayRunnerError as err:
             fail(str(err))
         console.print(f"done: {runs_root() / name}")
 

@@ -1,0 +1,153 @@
+"""Soak: many short synthetic videos through the demo recipe's stages, with wall time, items per
+second per stage and the peak memory (RSS) of the whole process tree (run + workers + Ray).
+
+    .venv/bin/python benchmarks/soak.py [--videos 250 1000] [--runners local ray] [--workers 2]
+
+The videos (3-5 s, 96x64, 10 fps, two scenes each, with ground-truth annotation files) are made
+once with curation/synthetic.py into data/soak/ and reused; the N-video corpus is the first N of
+them. Each run is a fresh `vstw run` process, so its memory is measured from a cold start. The
+point: peak memory must not grow with the corpus size (parts are streamed to disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from curation.synthetic import write_synthetic_set  # noqa: E402
+from pipelines.rundir import RunDir  # noqa: E402
+
+SOAK_DIR = ROOT / "data" / "soak"
+VIDEO_KW = dict(n_scenes=2, scene_s=(1.5, 2.5), fps=10, width=96, height=64, max_objects=2)
+
+
+def make_corpus(n: int, folder: Path = SOAK_DIR) -> Path:
+    """The first n soak videos (made when missing) and a manifest naming them."""
+    videos = write_synthetic_set(folder / "videos", count=n, seed=5, **VIDEO_KW)
+    manifest = folder / f"manifest-{n}.jsonl"
+    with open(manifest, "w") as fh:
+        for v in videos:
+            fh.write(json.dumps({"path": f"videos/{v.name}", "annotations_file": f"videos/{v.stem}.json"}) + "\n")
+    return manifest
+
+
+def soak_recipe(manifest: Path, runner: str, workers: int, part_size: int) -> dict:
+    """The demo recipe as shipped (its stages), over the soak manifest."""
+    demo = yaml.safe_load((ROOT / "pipelines" / "recipes" / "demo.yaml").read_text())
+    runner_spec = {"kind": runner, "workers": workers, "part_size": part_size}
+    return {**demo, "name": f"soak-{runner}", "inputs": [{"manifest": str(manifest)}],
+            "allowed_roots": [str(manifest.parent)], "runner": runner_spec}
+
+
+class TreeMemory:
+    """Peak RSS (sum over a process and all its descendants), sampled every `every` s."""
+
+    def __init__(self, pid: int, every: float = 0.2):
+        self.root = psutil.Process(pid)
+        self.every = every
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> int:
+        total = 0
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0
+        for proc in procs:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def run_once(n: int, runner: str, workers: int, part_size: int, out: Path) -> dict:
+    manifest = make_corpus(n)
+    recipe = out / f"soak-{runner}-{n}.yaml"
+    recipe.write_text(yaml.safe_dump(soak_recipe(manifest, runner, workers, part_size), sort_keys=False))
+    run = f"soak-{runner}-{n}"
+    env = {**os.environ, "VSTW_RUNS": str(out / "runs"), "VSTW_HOME": str(ROOT), "VSTW_PROGRESS": "0"}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(recipe), "--run", run], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with TreeMemory(proc.pid) as mem:
+        output, _ = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"run {run} failed:\n{output[-3000:]}")
+    run_dir = RunDir(out / "runs" / run)
+    stages = {}
+    for entry in yaml.safe_load(recipe.read_text())["stages"]:
+        from pipelines.stages import REGISTRY
+
+        table = REGISTRY[entry["stage"]].output_table
+        s = run_dir.read_success(table) or {}
+        secs = s.get("seconds") or 0
+        stages[entry["stage"]] = {"items": s.get("items"), "rows_ok": s.get("ok"), "rows_failed": s.get("failed"),
+                                  "seconds": secs, "items_per_s": round(s["items"] / secs, 2) if secs else None}
+    return {"videos": n, "runner": runner, "wall_s": round(wall, 1), "peak_rss_mb": round(mem.peak / 2**20), "stages": stages}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--videos", type=int, nargs="+", default=[250, 1000])
+    ap.add_argument("--runners", nargs="+", default=["local", "ray"], choices=["local", "ray"])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--part-size", type=int, default=16)
+    ap.add_argument("--out", type=Path, default=None, help="where the runs go (default: a temp folder)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    make_corpus(max(args.videos))
+    print(f"corpus: {max(args.videos)} videos in {SOAK_DIR / 'videos'} ({time.perf_counter() - t0:.0f} s to make or check)")
+    out = args.out or Path(tempfile.mkdtemp(prefix="vstw-soak-"))
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for runner in args.runners:
+        for n in args.videos:
+            r = run_once(n, runner, args.workers, args.part_size, out)
+            results.append(r)
+            per_stage = ", ".join(f"{k} {v['items_per_s']}/s" for k, v in r["stages"].items())
+            print(f"{runner:>5} {n:>5} videos: wall {r['wall_s']:>7.1f} s, peak RSS {r['peak_rss_mb']:>5} MB, {per_stage}", flush=True)
+    print(f"\nmachine: {platform.platform()}, {os.cpu_count()} cores (shared), python {platform.python_version()}")
+    print("| runner | videos | wall s | peak RSS MB (process tree) | " + " | ".join(f"{s} items/s" for s in results[0]["stages"]) + " |")
+    print("| --- | --- | --- | --- | " + " | ".join("---" for _ in results[0]["stages"]) + " |")
+    for r in results:
+        print(f"| {r['runner']} | {r['videos']} | {r['wall_s']} | {r['peak_rss_mb']} | "
+              + " | ".join(str(v["items_per_s"]) for v in r["stages"].values()) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""vstw train --sft EXPORT --model PATH [--steps N]; vstw train compare --a A --b B --eval GOLD;
+vstw train gold OUT (a gold set from the synthetic ground truth)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from pipelines.commands._util import console, fail, project_root
+
+
+def _config(steps, lr, grad_accum, eval_fraction, eval_every, seed, frame_width, lora, device, threads):
+    from curation.model.trainer import TrainConfig
+
+    return TrainConfig(
+        steps=steps, lr=lr, grad_accum=grad_accum, eval_fraction=eval_fraction, eval_every=eval_every,
+        seed=seed, frame_width=frame_width, lora=lora, device=device, threads=threads,
+    )  # fmt: skip
+
+
+def _model(model: str) -> Path:
+    """'tiny' -> data/models/tiny (built on first use), else the given folder."""
+    if model == "tiny":
+        path = project_root() / "data" / "models" / "tiny"
+        if not (path / "config.json").exists():
+            from curation.model.tiny import init_tiny
+
+            init_tiny(path)
+        return path
+    path = Path(model)
+    if not (path / "config.json").is_file():
+        fail(f"--model {model}: not a model folder (no config.json); build a tiny one with `vstw model init-tiny PATH`")
+    return path
+
+
+def _default_out(kind: str) -> Path:
+    return project_root() / "data" / "train" / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def register(app: typer.Typer) -> None:
+    train_app = typer.Typer(help="Minimal SFT trainer: does this data teach?", no_args_is_help=True)
+
+    common = dict(
+        steps=typer.Option(30, help="optimizer steps"),
+        lr=typer.Option(1e-3, help="learning rate (tiny model: 1e-3; real weights: 1e-5 full, 1e-4 LoRA)"),
+        grad_accum=typer.Option(1, help="records per optimizer step"),
+        eval_fraction=typer.Option(0.2, help="share of records held out"),
+        eval_every=typer.Option(10, help="held-out loss every N steps"),
+        seed=typer.Option(0),
+        frame_width=typer.Option(0, help="decode frames at most this wide (0: native)"),
+        lora=typer.Option(False, help="train LoRA adapters (peft) instead of all weights"),
+        device=typer.Option("auto", help="auto, cpu, cuda ..."),
+        threads=typer.Option(None, help="torch CPU threads"),
+        video_root=typer.Option([], help="folders relative video paths are joined on (repeatable)"),
+    )
+
+    @train_app.callback(invoke_without_command=True)
+    def train_cmd(
+        ctx: typer.Context,
+        sft: Path = typer.Option(None, "--sft", help="SFT export: a .jsonl file or a folder of them"),
+        model: str = typer.Option("tiny", "--model", help="model folder (Qwen2.5-VL / VST weights), or 'tiny'"),
+        out: Path = typer.Option(None, "--out", help="output folder (default data/train/sft-TIME)"),
+        steps: int = common["steps"],
+        lr: float = common["lr"],
+        grad_accum: int = common["grad_accum"],
+        eval_fraction: float = common["eval_fraction"],
+        eval_every: int = common["eval_every"],
+        seed: int = common["seed"],
+        frame_width: int = common["frame_width"],
+        lora: bool = common["lora"],
+        device: str = common["device"],
+        threads: int = common["threads"],
+        video_root: list[Path] = common["video_root"],
+    ):
+        """Fine-tune on an SFT export; writes the checkpoint, metrics.jsonl, loss.png, summary.json."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if sft is None:
+            fail("give --sft EXPORT (a .jsonl file or a folder of them), or a subcommand (compare, gold)")
+        if not sft.exists():
+            fail(f"--sft {sft}: not found")
+        from curation.model.trainer import train_sft
+
+        out = out or _default_out("sft")
+        config = _config(steps, lr, grad_accum, eval_fraction, eval_every, seed, frame_width, lora, device, threads)
+        summary = train_sft(sft, _model(model), out, config, [*video_root, project_root()], log=console.print)
+        console.print(
+            f"trained {summary['trained_on']} records ({summary['held_out']} held out, {sum(summary['skipped'].values())} skipped): "
+            f"train loss {summary['first_window_train_loss']:.4f} -> {summary['last_window_train_loss']:.4f}; checkpoint {summary['checkpoint']}"
+        )
+
+    @train_app.command("compare")
+    def compare_cmd(
+        a: Path = typer.Option(..., "--a", help="first SFT export"),
+        b: Path = typer.Option(..., "--b", help="second SFT export"),
+        eval: Path = typer.Option(..., "--eval", help="gold set: a .jsonl of SFT records, or a folder of synthetic ground truth"),
+        model: str = typer.Option("tiny", "--model"),
+        out: Path = typer.Option(None, "--out", help="output folder (default data/train/compare-TIME)"),
+        steps: int = common["steps"],
+        lr: float = common["lr"],
+        grad_accum: int = common["grad_accum"],
+        eval_fraction: float = common["eval_fraction"],
+        eval_every: int = common["eval_every"],
+        seed: int = common["seed"],
+        frame_width: int = common["frame_width"],
+        lora: bool = common["lora"],
+        device: str = common["device"],
+        threads: int = common["threads"],
+        video_root: list[Path] = common["video_root"],
+    ):
+        """Same model, same budget, two exports: gold loss and answer accuracy in one report."""
+        for name, path in (("--a", a), ("--b", b), ("--eval", eval)):
+            if not path.exists():
+                fail(f"{name} {path}: not found")
+        from curation.model.trainer import compare
+
+        out = out or _default_out("compare")
+        config = _config(steps, lr, grad_accum, eval_fraction, eval_every, seed, frame_width, lora, device, threads)
+        report = compare(a, b, eval, _model(model), out, config, [*video_root, project_root()], log=lambda *_: None)
+        console.print((out / "report.md").read_text())
+        console.print(f"report: {out / 'report.md'} ({report['verdict']})")
+
+    @train_app.command("gold")
+    def gold_cmd(
+        out: Path = typer.Argument(..., help="the gold .jsonl to write"),
+        synthetic: Path = typer.Option(None, help="folder of synthetic ground truth (default data/samples/synthetic)"),
+        seed: int = typer.Option(0),
+    ):
+        """Write a gold set (SFT records) from the synthetic videos' ground truth."""
+        from curation.model.gold import write_gold
+
+        folder = synthetic or project_root() / "data" / "samples" / "synthetic"
+        path = write_gold(folder, out, seed)
+        console.print(f"gold set: {path}")
+
+    app.add_typer(train_app, name="train")

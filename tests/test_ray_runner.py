@@ -1,0 +1,266 @@
+"""The Ray runner keeps the local runner's promises: same inputs -> the same tables (the demo
+recipe as shipped, whatever stages it holds), one crashing item costs only itself, and a killed
+Ray run resumes without duplicates. One local Ray (2 CPUs, no dashboard) serves the module."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray")
+
+from curation.synthetic import write_synthetic_set  # noqa: E402
+from pipelines.recipe import RecipeError, load_recipe, parse_recipe  # noqa: E402
+from pipelines.run import run_recipe  # noqa: E402
+from pipelines.rundir import RunDir  # noqa: E402
+from pipelines.runners.local import LocalRunner  # noqa: E402
+from pipelines.runners.ray_runner import RayRunner  # noqa: E402
+from pipelines.stage import Stage, StageContext, StageParams  # noqa: E402
+from pipelines.stages import REGISTRY  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VSTW = [sys.executable, "-m", "pipelines.cli"]
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    # Workers import this module by name (the crashing stage below), hence tests/ on their path.
+    path = os.pathsep.join([str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield
+    ray.shutdown()
+
+
+def canonical(run_dir: RunDir, table: str) -> list[str]:
+    """A table as sorted JSON lines, without the `run` column: comparable across runs/runners."""
+    rows = run_dir.read_rows(table)
+    for row in rows:
+        row.pop("run", None)
+    return sorted(json.dumps(r, sort_keys=True, default=str) for r in rows)
+
+
+def tables_of(run_dir: RunDir) -> list[str]:
+    return sorted(p.parent.name for p in run_dir.root.glob("*/part-*.parquet") if p.parent.parent == run_dir.root)
+
+
+# ---- same inputs, same outputs ---------------------------------------------------------------
+def test_demo_recipe_gives_identical_tables_under_local_and_ray(ray_session, samples, tmp_path):
+    recipe = load_recipe(ROOT / "pipelines" / "recipes" / "demo.yaml")
+    stages = [s.stage for s in recipe.stages]
+    runs = tmp_path / "runs"
+    local = run_recipe(recipe, "local", ROOT, runs, progress=False, echo=lambda *_: None, runner_kind="local")
+    on_ray = run_recipe(recipe, "ray", ROOT, runs, progress=False, echo=lambda *_: None, runner_kind="ray")
+    a, b = RunDir(runs / "local"), RunDir(runs / "ray")
+    assert list(local) == list(on_ray) == stages
+    assert tables_of(a) == tables_of(b) and tables_of(a)
+    for table in tables_of(a):
+        assert canonical(a, table) == canonical(b, table), f"table {table} differs between local and Ray"
+        assert sorted(os.listdir(a.table_dir(table))) == sorted(os.listdir(b.table_dir(table))), "same part names"
+    for name in stages:
+        table = REGISTRY[name].output_table
+        assert a.is_complete(table) and b.is_complete(table)
+        assert a.read_plan(table) == b.read_plan(table)
+    assert on_ray["ingest"]["ok"] > 0
+    print(f"stages covered by the equivalence test: {', '.join(stages)}")
+
+
+# ---- one bad item costs only itself, under every kind of stage --------------------------------
+def _crashy(rows, params, ctx):
+    out = []
+    for row in rows:
+        if row["video_id"] == "crash":
+            os._exit(139)  # what a segfaulting decoder looks like from outside
+        if row["video_id"] == "raise":
+            raise RuntimeError("a bug in the stage")
+        out.append({"clip_id": row["video_id"] + "-c0000", "video_id": row["video_id"], "index": 0, "start_s": float(len(rows))})
+    return out
+
+
+class CrashyParams(StageParams):
+    stage: str = "crashy"
+
+
+def _crashy_stage(kind: str) -> Stage:
+    return Stage(
+        name="crashy", output_table="clips", fn=_crashy, params_model=CrashyParams, key="video_id",
+        input_table="videos", kind=kind, ref=f"test_ray_runner:CRASHY_{kind.upper()}",  # type: ignore[arg-type]
+        failed_row=lambda item, reason, msg: {"clip_id": item["video_id"] + "-none", "video_id": item["video_id"],
+                                              "status": "failed", "reason": reason, "error": msg},
+    )
+
+
+CRASHY_CPU, CRASHY_IO, CRASHY_MODEL = _crashy_stage("cpu"), _crashy_stage("io"), _crashy_stage("model")
+
+
+def _run(runner, stage, inputs, folder: Path) -> RunDir:
+    run_dir = RunDir(folder)
+    ctx = StageContext(run="r", run_root=run_dir.root, project_root=ROOT)
+    runner.run_stage(stage, CrashyParams(), run_dir, ctx, inputs)
+    return run_dir
+
+
+def test_crashing_and_raising_items_fail_alone_under_ray(ray_session, tmp_path):
+    inputs = [{"video_id": v} for v in ("a", "b", "crash", "c", "raise", "d", "e")]
+    ref = _run(LocalRunner(workers=2, part_size=3, progress=False), CRASHY_CPU, inputs, tmp_path / "local")
+    got = _run(RayRunner(workers=2, part_size=3, progress=False), CRASHY_CPU, inputs, tmp_path / "ray")
+    rows = {r["video_id"]: r for r in got.read_rows("clips")}
+    assert rows["crash"]["reason"] == "worker_crashed" and "worker process died" in rows["crash"]["error"]
+    assert rows["raise"]["reason"] == "stage_error" and "a bug in the stage" in rows["raise"]["error"]
+    assert all(rows[v]["status"] == "ok" for v in "abcde")
+
+    def comparable(run_dir):  # the traceback text of stage_error names the worker's file paths
+        return sorted((r["video_id"], r["status"], r["reason"], r["start_s"]) for r in run_dir.read_rows("clips"))
+
+    assert comparable(got) == comparable(ref)
+    assert got.read_success("clips")["failed_by_reason"] == {"stage_error": 1, "worker_crashed": 1}
+
+
+@pytest.mark.parametrize("stage", [CRASHY_IO, CRASHY_MODEL], ids=["io-actor-pool", "model-actor-pool"])
+def test_actor_pool_stages_give_the_local_rows(ray_session, tmp_path, stage):
+    inputs = [{"video_id": f"v{i:02d}"} for i in range(9)] + [{"video_id": "raise"}, {"video_id": "crash"}]
+    ref = _run(LocalRunner(workers=2, part_size=4, progress=False), stage, inputs, tmp_path / "local")
+    runner = RayRunner(workers=2, part_size=4, progress=False, resources={"crashy": {"concurrency": 1, "threads": 2}})
+    got = _run(runner, stage, inputs, tmp_path / "ray")
+    strip = lambda rows: sorted((r["clip_id"], r["status"], r["reason"], r["start_s"]) for r in rows)  # noqa: E731
+    assert strip(got.read_rows("clips")) == strip(ref.read_rows("clips"))
+    assert sorted(os.listdir(got.table_dir("clips"))) == sorted(os.listdir(ref.table_dir("clips")))
+
+
+def test_map_options_follow_stage_kind_and_recipe_overrides(ray_session):
+    from ray.data import ActorPoolStrategy
+
+    runner = RayRunner(resources={"crashy": {"num_cpus": 0.5, "concurrency": 3}})
+    cpu = runner.map_options(CRASHY_CPU)
+    assert cpu["num_cpus"] == 0.5 and not cpu["cls"] and cpu["compute"].size == 3
+    io = RayRunner().map_options(CRASHY_IO)
+    assert io["cls"] and isinstance(io["compute"], ActorPoolStrategy) and io["num_gpus"] == 0
+    model = RayRunner().map_options(CRASHY_MODEL)
+    assert model["cls"] and model["num_gpus"] == 0  # no GPU on this machine: the judge runs on CPU
+
+
+# ---- recipes and command line ------------------------------------------------------------------
+def _recipe(runner: dict) -> dict:
+    return {"name": "r", "inputs": [{"glob": "*.mp4"}], "runner": runner, "stages": [{"stage": "ingest"}]}
+
+
+def test_runner_block_is_validated():
+    ok = parse_recipe(_recipe({"kind": "ray", "address": "auto", "resources": {"segment": {"num_cpus": 2}}}))
+    assert ok.runner.kind == "ray" and ok.runner.resources["segment"].num_cpus == 2
+    bad = [
+        ({"kind": "spark"}, "'spark' is not allowed; allowed values: 'local' or 'ray'"),
+        ({"kind": "local", "address": "auto"}, "only used by the ray runner"),
+        ({"kind": "ray", "resources": {"segmnt": {}}}, "unknown stage(s) segmnt"),
+        ({"kind": "ray", "resources": {"segment": {"num_cpus": -1}}}, "greater than 0"),
+        ({"kind": "ray", "resources": {"segment": {"gpus": 1}}}, "unknown key"),
+    ]
+    for runner, message in bad:
+        with pytest.raises(RecipeError) as err:
+            parse_recipe(_recipe(runner))
+        assert message in str(err.value), (runner, str(err.value))
+
+
+def test_unreachable_cluster_is_a_clear_error(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(_recipe({"kind": "local"}) | {"inputs": [{"glob": str(tmp_path / "*.mp4")}],
+                                                                      "allowed_roots": [str(tmp_path)]}))
+    (tmp_path / "a.mp4").write_bytes(b"not a video")
+    env = {**os.environ, "VSTW_RUNS": str(tmp_path / "runs"), "VSTW_HOME": str(ROOT), "VSTW_PROGRESS": "0"}
+    env.pop("RAY_ADDRESS", None)
+    result = subprocess.run([*VSTW, "run", str(recipe), "--run", "x", "--runner", "ray", "--address", "ray://127.0.0.1:9"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "cannot start or reach Ray at ray://127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---- a killed Ray run resumes without duplicates ---------------------------------------------
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process it started (Ray's gcs/raylet/workers included)."""
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def test_killed_ray_run_resumes_without_duplicates(ray_session, tmp_path):
+    write_synthetic_set(tmp_path / "videos", count=6, seed=21, n_scenes=3, scene_s=(3.0, 5.0))
+    data = {
+        "name": "ray-resume",
+        "inputs": [{"glob": str(tmp_path / "videos" / "*.mp4")}],
+        "allowed_roots": [str(tmp_path)],
+        "runner": {"kind": "ray", "workers": 1, "part_size": 1},
+        "stages": [{"stage": "ingest"}, {"stage": "segment", "detect_width": 320}],
+    }
+    recipe_path = tmp_path / "recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump(data))
+    runs = tmp_path / "runs"
+    run_recipe(parse_recipe(data), "reference", ROOT, runs, progress=False, echo=lambda *_: None, runner_kind="local")
+
+    env = {**os.environ, "VSTW_RUNS": str(runs), "VSTW_HOME": str(ROOT), "VSTW_PROGRESS": "0"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([*VSTW, "run", str(recipe_path), "--run", "killed"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    killed = RunDir(runs / "killed")
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and len(killed.existing_parts("clips")) < 2:
+            assert proc.poll() is None, "the Ray run finished before it could be killed"
+            time.sleep(0.05)
+    finally:
+        _kill_tree(proc.pid)
+        proc.wait()
+    done_at_kill = killed.existing_parts("clips")
+    assert 2 <= len(done_at_kill) < 6 and not killed.is_complete("clips"), "killed in the middle of segment"
+
+    run_recipe(parse_recipe(data), "killed", ROOT, runs, progress=False, echo=lambda *_: None)  # resumed under Ray
+    ref = RunDir(runs / "reference")
+    for table in ("videos", "clips"):
+        assert canonical(killed, table) == canonical(ref, table), f"{table} differs from the uninterrupted run"
+    clip_ids = [r["clip_id"] for r in killed.read_rows("clips")]
+    assert len(clip_ids) == len(set(clip_ids)), "no duplicate clips"
+    assert killed.read_success("clips")["parts_computed"] == 6 - len(done_at_kill), "finished parts were kept"
+    assert not list(killed.root.rglob(".tmp-*")), "no temp files left behind"
+
+
+# ---- teacher stages (io: actor pools with threads) give the local tables ------------------------
+@pytest.mark.skipif(not {"perceive", "graph", "qa", "think"} <= set(REGISTRY), reason="the teacher stages are not in the registry")
+def test_teacher_stages_give_identical_tables_under_ray(ray_session, samples, tmp_path):
+    from _teacher_fixtures import FakeTeacherServer
+
+    runs = tmp_path / "runs"
+    with FakeTeacherServer() as teacher:
+        data = {
+            "name": "ray-teacher",
+            "inputs": [{"manifest": "data/samples/manifest.jsonl"}],
+            "allowed_roots": ["data/samples"],
+            "runner": {"workers": 2, "part_size": 2, "kind": "ray", "resources": {"graph": {"concurrency": 1, "threads": 2}}},
+            "teacher": {"text": {"base_url": teacher.base_url, "model": "fake-teacher", "structured_output": "json_object_schema"},
+                        "timeout_s": 5.0, "max_retries": 2, "concurrency": 2},
+            "stages": [{"stage": s} for s in ("ingest", "segment", "perceive", "graph", "qa", "think")],
+        }
+        # separate caches: the Ray run must ask the teacher itself, not replay the local run
+        run_recipe(parse_recipe(data), "local", ROOT, runs, progress=False, echo=lambda *_: None, runner_kind="local")
+        requests_local = teacher.requests
+        run_recipe(parse_recipe(data), "ray", ROOT, runs, progress=False, echo=lambda *_: None)
+        assert teacher.requests == 2 * requests_local > 0
+    a, b = RunDir(runs / "local"), RunDir(runs / "ray")
+    volatile = {"teacher_usage"}  # latency and timing per request differ by nature
+    assert tables_of(a) == tables_of(b)
+    for table in sorted(set(tables_of(a)) - volatile):
+        assert canonical(a, table) == canonical(b, table), f"table {table} differs between local and Ray"
+    usage = lambda d: sorted((r["stage"], r["status"], r["cached"]) for r in d.read_rows("teacher_usage"))  # noqa: E731
+    assert usage(a) == usage(b)

@@ -1,0 +1,203 @@
+"""The minimal trainer: VST-loader rendering (exact turn texts, labels on assistant turns only),
+30 SFT steps that lower the loss on a real demo export, a checkpoint that reloads, and `compare`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from _model_fixtures import SAMPLES, demo_run_with_chains, tiny_model, write_sft_export
+from curation.model.sft_render import IGNORE, clip_frames, conversation, render_sft_record
+
+torch.set_num_threads(2)
+MEMORY = "[System]\nYou are a Streaming Video Analyst.\n"
+VIDEO = "synthetic/synthetic-7-000.mp4"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("trainer-tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def processor(tiny):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny, local_files_only=True)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return demo_run_with_chains(tmp_path_factory.mktemp("trainer-runs"))
+
+
+def record(instruction: str = "Describe.") -> list[dict]:
+    return [
+        {"role": "user", "content": [{"type": "video", "video": VIDEO, "video_start": 0.0, "video_end": 10.0}, {"type": "text", "text": instruction, "previous": MEMORY}]},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "text_stream",
+                    # the second clip is 0.3 s long: VST's slice gives it no frames (a turn with no video)
+                    "text_stream": [[0.0, 4.0, "A blue triangle appears."], [4.0, 4.3, "Nothing new."], [4.3, 8.0, "A red triangle moves up."]],
+                    "qa_stream": [[8.0, 10.0, "How many shapes?", "\\boxed{3}"]],
+                }
+            ],
+        },
+    ]
+
+
+def test_rendering_reproduces_the_vst_turn_texts_exactly(processor):
+    sample = render_sft_record(record(), processor, [SAMPLES])
+    # 20 frames at 2 fps over 10 s; clip slices [0:8], [8:8] (empty), [8:16]; the QA clip [16:20]
+    assert sample.video_grid_thw[:, 0].tolist() == [4, 4, 2]
+    pads = ["<|video_pad|>" * (int(g.prod()) // 4) for g in sample.video_grid_thw]
+    expected = (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>previous text\n[System]\nYou are a Streaming Video Analyst.\n<|im_end|>\n"
+        f"<|im_start|>user\nTime=0.0-4.0s <|vision_start|>{pads[0]}<|vision_end|>Describe.<|im_end|>\n"
+        "<|im_start|>assistant\nA blue triangle appears.<|im_end|>\n"
+        "<|im_start|>user\nTime=4.0-4.3s Describe.<|im_end|>\n"
+        "<|im_start|>assistant\nNothing new.<|im_end|>\n"
+        f"<|im_start|>user\nTime=4.3-8.0s <|vision_start|>{pads[1]}<|vision_end|>Describe.<|im_end|>\n"
+        "<|im_start|>assistant\nA red triangle moves up.<|im_end|>\n"
+        f"<|im_start|>user\n<|vision_start|>{pads[2]}<|vision_end|>Timestamp=8.0s How many shapes?<|im_end|>\n"
+        "<|im_start|>assistant\n\\boxed{3}<|im_end|>\n"
+    )
+    tok = processor.tokenizer
+    assert tok.decode(sample.input_ids) == expected
+    # labels: every assistant turn (content + <|im_end|>) and nothing else
+    labelled = [t for t, lab in zip(sample.input_ids.tolist(), sample.labels.tolist()) if lab != IGNORE]
+    assert tok.decode(labelled) == "A blue triangle appears.<|im_end|>Nothing new.<|im_end|>A red triangle moves up.<|im_end|>\\boxed{3}<|im_end|>"
+    assert all(lab in (IGNORE, t) for t, lab in zip(sample.input_ids.tolist(), sample.labels.tolist()))
+    video_pad = tok.convert_tokens_to_ids("<|video_pad|>")
+    assert not any(lab == video_pad for lab in sample.labels.tolist())
+    assert ((sample.input_ids == video_pad) == (sample.mm_token_type_ids == 2)).all()
+
+
+def test_rendering_matches_the_processor_ids_and_pixels(processor):
+    from transformers.video_utils import VideoMetadata
+
+    sample = render_sft_record(record(instruction=""), processor, [SAMPLES])
+    _, spans = conversation(record(instruction=""))
+    frames = clip_frames(SAMPLES / VIDEO, 0.0, 10.0, spans)
+    metadata = [VideoMetadata(total_num_frames=len(f), fps=2.0, frames_indices=list(range(len(f)))) for f in frames]
+    ref = processor(text=[sample.text], videos=frames, video_metadata=metadata, return_tensors="pt")
+    assert torch.equal(ref["input_ids"][0], sample.input_ids)
+    assert torch.equal(ref["pixel_values_videos"], sample.pixel_values_videos)
+    assert torch.equal(ref["video_grid_thw"], sample.video_grid_thw)
+    assert "Time=0.0-4.0s <|vision_start|><|video_pad|><|vision_end|><|im_end|>" in sample.text  # empty instruction: no text
+
+
+def test_records_the_loader_would_skip_are_counted_not_trained(processor, tmp_path):
+    from curation.model.sft_render import read_records
+    from curation.model.trainer import render_records
+
+    bad_span = record()
+    bad_span[0]["content"][0]["video_end"] = 0.0
+    missing = record()
+    missing[0]["content"][0]["video"] = "synthetic/nope.mp4"
+    wrong_tuple = record()
+    wrong_tuple[1]["content"][0]["text_stream"][0] = [0.0, 4.0]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (record(), bad_span, missing, wrong_tuple)) + "[0, 100, 200, 300]\n")
+    rendered = render_records(read_records(path), processor, [SAMPLES], 128)
+    assert len(rendered.samples) == 1
+    assert rendered.skipped == {"sft_bad_record": 2, "sft_video_missing": 1}
+    assert any("nope.mp4" in e for e in rendered.errors)
+
+
+def test_thirty_steps_lower_the_loss_and_the_checkpoint_reloads(demo, tiny, tmp_path):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from pipelines.cli import app
+
+    _, corpus = demo
+    export = write_sft_export(corpus["chains"], tmp_path / "export")
+    out = tmp_path / "train"
+    args = ["train", "--sft", str(export), "--model", str(tiny), "--steps", "30", "--out", str(out), "--frame-width", "128", "--threads", "2", "--video-root", str(SAMPLES)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["records"] == len(corpus["chains"]) and summary["skipped"] == {}
+    assert summary["trained_on"] + summary["held_out"] == summary["records"] and summary["held_out"] >= 1
+    assert summary["last_window_train_loss"] < summary["first_window_train_loss"] - 0.5
+    assert summary["held_out_loss_after"] < summary["held_out_loss_before"]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(31))
+    assert sum(1 for m in metrics if m.get("held_out_loss") is not None) == 4  # steps 0, 10, 20, 30
+    assert (out / "loss.png").stat().st_size > 5000
+    # the checkpoint reloads offline and gives the loss the trainer logged on the held-out set
+    from curation.model.sft_render import read_records
+    from curation.model.trainer import mean_loss, render_records, split_held_out
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(out / "checkpoint", local_files_only=True)
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(out / "checkpoint", local_files_only=True)
+    samples = render_records(read_records(export), processor, [export, SAMPLES], 128).samples
+    _, held = split_held_out(samples, 0.2, 0)
+    assert mean_loss(model, held) == pytest.approx(summary["held_out_loss_after"], rel=1e-4)
+
+
+def test_gold_set_from_the_synthetic_ground_truth(processor):
+    from curation.model.gold import gold_from_synthetic
+
+    records = gold_from_synthetic(SAMPLES / "synthetic")
+    truths = sorted((SAMPLES / "synthetic").glob("*.json"))
+    assert len(records) == len(truths) >= 4
+    for rec, truth_path in zip(records, truths):
+        truth = json.loads(truth_path.read_text())
+        qa = rec[1]["content"][0]["qa_stream"]
+        n_objects = sum(len(s["objects"]) for s in truth["scenes"])
+        assert qa[0][3] == "\\boxed{" + str(n_objects) + "}"
+        first = min((o for s in truth["scenes"] for o in s["objects"]), key=lambda o: (o["appear_s"], o["object_id"]))
+        assert qa[1][3] == "\\boxed{" + "ABC"[["circle", "square", "triangle"].index(first["shape"])] + "}"
+        assert len(rec[1]["content"][0]["text_stream"]) == len(truth["scenes"])
+    sample = render_sft_record(records[0], processor, [], 128)
+    assert sample.video_grid_thw.shape[0] == len(records[0][1]["content"][0]["text_stream"])
+
+
+def test_compare_writes_its_report(demo, tiny, tmp_path):
+    from pipelines.cli import app
+
+    _, corpus = demo
+    synthetic = [c for c in corpus["chains"] if "synthetic" in c["video_path"]]
+    a = write_sft_export(synthetic, tmp_path / "a")  # every question
+    b = write_sft_export(synthetic, tmp_path / "b", keep=lambda c: c["qa"]["type"] == "multiple_choice")  # a filtered set
+    out = tmp_path / "compare"
+    args = ["train", "compare", "--a", str(a), "--b", str(b), "--eval", str(SAMPLES / "synthetic"), "--model", str(tiny),
+            "--steps", "4", "--eval-every", "2", "--out", str(out), "--frame-width", "128", "--threads", "2", "--video-root", str(SAMPLES)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["runs"]) == {"a", "b"}
+    assert report["runs"]["a"]["records"] == len(synthetic) > report["runs"]["b"]["records"] > 0
+    for run in (report["base"], report["runs"]["a"]["gold"], report["runs"]["b"]["gold"]):
+        assert run["questions"] == 3 * len(list((SAMPLES / "synthetic").glob("*.json")))
+        assert 0.0 <= run["accuracy"] <= 1.0 and run["loss"] > 0
+    assert report["runs"]["a"]["gold"]["loss"] < report["base"]["loss"]  # training moved the model
+    md = (out / "report.md").read_text()
+    assert "| a: " in md and "| b: " in md and "Verdict:" in md
+
+
+def test_lora_option_trains_adapters_and_saves_a_plain_checkpoint(tiny, tmp_path):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from curation.model.trainer import TrainConfig, train_sft
+
+    export = tmp_path / "two.jsonl"
+    export.write_text("".join(json.dumps(record(i)) + "\n" for i in ("Describe.", "")))
+    config = TrainConfig(steps=3, eval_every=3, lora=True, lr=5e-3, frame_width=128, eval_fraction=0.5)
+    summary = train_sft(export, tiny, tmp_path / "lora", config, [SAMPLES], log=lambda *_: None)
+    assert summary["trained_on"] == 1 and summary["held_out"] == 1
+    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny, local_files_only=True).state_dict()
+    tuned = Qwen2_5_VLForConditionalGeneration.from_pretrained(tmp_path / "lora" / "checkpoint", local_files_only=True).state_dict()
+    assert base.keys() == tuned.keys()  # merged: loads like the base model, no adapter keys
+    changed = {k for k in base if not torch.equal(base[k], tuned[k])}
+    assert changed and all(k.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight")) for k in changed)
