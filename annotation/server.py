@@ -9,11 +9,13 @@ it pins openai<2 and pyarrow<25, which the workbench cannot use. It is only ever
       credentials.json            admin user, password, API token, Django secret (mode 0600)
       label-studio.log            the server's output
 
-The admin user and its API token are created at the FIRST start from environment variables, so
-no manual step is needed. The token is `VSTW_LS_TOKEN` when set, else generated once and kept
-only in credentials.json (0600), never in a run folder or an export. Videos are served through
-Label Studio's local-files storage from a document root (default: the project's `data/` folder;
-`VSTW_LS_DOCUMENT_ROOT` or `--document-root` to change it).
+A new home starts from a copy of an empty migrated database that setup-ls-env.sh builds once
+(seconds instead of minutes of migrations). The admin user and its API token are created at the
+FIRST start from environment variables, so no manual step is needed. The token is
+`VSTW_LS_TOKEN` when set, else generated once and kept only in credentials.json (0600), never in
+a run folder or an export. Videos are served through Label Studio's local-files storage from a
+document root (default: the project's `data/` folder; `VSTW_LS_DOCUMENT_ROOT` or
+`--document-root` to change it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,7 +35,9 @@ import httpx
 
 LS_VERSION = "1.23.2"
 DEFAULT_USERNAME = "admin@vstw.local"
-START_TIMEOUT_S = 240.0  # first start runs all migrations: ~25 s idle, much longer on a busy machine
+# A first start from the database template takes ~20 s here; without it Label Studio runs all its
+# migrations: ~25 s on an idle machine, 100-140 s on this shared 2-core one.
+START_TIMEOUT_S = 600.0
 
 
 class ServerError(RuntimeError):
@@ -80,10 +85,16 @@ def _state_path(home: Path) -> Path:
 
 
 # ---- environment ------------------------------------------------------------------------
+def db_template() -> Path:
+    """An empty, migrated database built by setup-ls-env.sh: new homes start from a copy."""
+    return venv_dir() / "vstw-db-template" / "label_studio.sqlite3"
+
+
 def ensure_env() -> Path:
-    """The label-studio executable of .venv-ls, creating the environment when it is missing."""
+    """The label-studio executable of .venv-ls, creating the environment (and its database
+    template) when missing."""
     exe = venv_dir() / "bin" / "label-studio"
-    if exe.exists():
+    if exe.exists() and db_template().exists():
         return exe
     script = Path(__file__).with_name("setup-ls-env.sh")
     env = {**os.environ, "VSTW_LS_VENV": str(venv_dir()), "LS_VERSION": LS_VERSION}
@@ -191,6 +202,17 @@ def status(home: Path) -> ServerInfo | None:
     return None
 
 
+def _seed_database(home: Path) -> None:
+    """A new home gets a copy of the migrated template: minutes of migrations saved. The admin
+    user, organisation and token are still created by Label Studio at this first start."""
+    db = home / "label_studio.sqlite3"
+    if db.exists() or not db_template().exists():
+        return
+    tmp = home / ".label_studio.sqlite3.tmp"
+    shutil.copyfile(db_template(), tmp)
+    os.replace(tmp, db)
+
+
 def _last_port(home: Path) -> int | None:
     """The port of the previous start, if still free: reviewers' bookmarks keep working."""
     try:
@@ -220,6 +242,7 @@ def start(home: Path, document_root: Path, port: int | None = None, timeout: flo
     if not document_root.is_dir():
         raise ServerError(f"document root {document_root} is not a folder: videos are served from under it")
     folder.mkdir(parents=True, exist_ok=True)
+    _seed_database(folder)
     creds = load_credentials(folder)
     port = port or _last_port(folder) or free_port()
     (folder / "last-port").write_text(str(port))

@@ -94,14 +94,31 @@ def main() -> None:
         print(json.dumps(row), flush=True)
 
     print()
-    print("| clips | likelihood cached: CPU s (tokens) | no cache: CPU s (tokens) | ratio | own thinking cached: CPU s (tokens) | no cache: CPU s (tokens) | ratio |")
+    print(
+        "| clips | likelihood cached: CPU s (tokens) | no cache: CPU s (tokens) | ratio | own thinking cached: CPU s (tokens) | no cache: CPU s (tokens) | ratio |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         cells = [str(r["clips"])]
         for mode in ("likelihood", "own_thinking"):
-            cells += [f"{r[f'{mode}_cached_cpu_s']} ({r[f'{mode}_cached_tokens']})", f"{r[f'{mode}_no_cache_cpu_s']} ({r[f'{mode}_no_cache_tokens']})", str(r[f"{mode}_ratio"])]
+            cells += [
+                f"{r[f'{mode}_cached_cpu_s']} ({r[f'{mode}_cached_tokens']})",
+                f"{r[f'{mode}_no_cache_cpu_s']} ({r[f'{mode}_no_cache_tokens']})",
+                str(r[f"{mode}_ratio"]),
+            ]
         print("| " + " | ".join(cells) + " |")
-    print(json.dumps({"benchmark": "judge", "threads": args.threads, "hidden": args.hidden, "layers": args.layers, "cpus": platform.processor() or platform.machine(), "rows": rows}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "judge",
+                "threads": args.threads,
+                "hidden": args.hidden,
+                "layers": args.layers,
+                "cpus": platform.processor() or platform.machine(),
+                "rows": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 second per stage and the peak memory (RSS) of the whole process tree (run + workers + Ray).
 
     .venv/bin/python benchmarks/soak.py [--videos 250 1000] [--runners local ray] [--workers 2]
+    .venv/bin/python benchmarks/soak.py --teacher [--latency 0.02]   # + perceive..think, check, export
+
+Without --teacher: the stages of pipelines/recipes/demo.yaml as shipped. With --teacher: the
+stages of demo-teacher.yaml plus check and export, against a local fake OpenAI-compatible
+teacher (tests/_teacher_fixtures.py) with a fixed latency per request.
 
 The videos (3-5 s, 96x64, 10 fps, two scenes each, with ground-truth annotation files) are made
 once with curation/synthetic.py into data/soak/ and reused; the N-video corpus is the first N of
@@ -12,6 +17,7 @@ point: peak memory must not grow with the corpus size (parts are streamed to dis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -45,12 +51,19 @@ def make_corpus(n: int, folder: Path = SOAK_DIR) -> Path:
     return manifest
 
 
-def soak_recipe(manifest: Path, runner: str, workers: int, part_size: int) -> dict:
-    """The demo recipe as shipped (its stages), over the soak manifest."""
-    demo = yaml.safe_load((ROOT / "pipelines" / "recipes" / "demo.yaml").read_text())
+def soak_recipe(manifest: Path, runner: str, workers: int, part_size: int, teacher_url: str | None = None) -> dict:
+    """The demo recipe as shipped (its stages), over the soak manifest; with a teacher URL, the
+    demo-teacher recipe's stages + check + export against that teacher."""
+    name = "demo-teacher.yaml" if teacher_url else "demo.yaml"
+    demo = yaml.safe_load((ROOT / "pipelines" / "recipes" / name).read_text())
     runner_spec = {"kind": runner, "workers": workers, "part_size": part_size}
-    return {**demo, "name": f"soak-{runner}", "inputs": [{"manifest": str(manifest)}],
-            "allowed_roots": [str(manifest.parent)], "runner": runner_spec}
+    recipe = {**demo, "name": f"soak-{runner}", "inputs": [{"manifest": str(manifest)}],
+              "allowed_roots": [str(manifest.parent)], "runner": runner_spec}
+    if teacher_url:
+        recipe["teacher"] = {"text": {"base_url": teacher_url, "model": "fake-teacher", "structured_output": "json_object_schema"},
+                             "concurrency": 4, "timeout_s": 30, "max_retries": 2}
+        recipe["stages"] = demo["stages"] + [{"stage": s} for s in ("check", "export") if s not in {x["stage"] for x in demo["stages"]}]
+    return recipe
 
 
 class TreeMemory:
@@ -90,10 +103,10 @@ class TreeMemory:
         self._thread.join()
 
 
-def run_once(n: int, runner: str, workers: int, part_size: int, out: Path) -> dict:
+def run_once(n: int, runner: str, workers: int, part_size: int, out: Path, teacher_url: str | None = None) -> dict:
     manifest = make_corpus(n)
     recipe = out / f"soak-{runner}-{n}.yaml"
-    recipe.write_text(yaml.safe_dump(soak_recipe(manifest, runner, workers, part_size), sort_keys=False))
+    recipe.write_text(yaml.safe_dump(soak_recipe(manifest, runner, workers, part_size, teacher_url), sort_keys=False))
     run = f"soak-{runner}-{n}"
     env = {**os.environ, "VSTW_RUNS": str(out / "runs"), "VSTW_HOME": str(ROOT), "VSTW_PROGRESS": "0"}
     start = time.perf_counter()
@@ -125,6 +138,8 @@ def main() -> None:
     ap.add_argument("--part-size", type=int, default=16)
     ap.add_argument("--out", type=Path, default=None, help="where the runs go (default: a temp folder)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--teacher", action="store_true", help="also the teacher stages, check and export (fake local teacher)")
+    ap.add_argument("--latency", type=float, default=0.02, help="--teacher: seconds per teacher request")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -133,12 +148,19 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="vstw-soak-"))
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for runner in args.runners:
-        for n in args.videos:
-            r = run_once(n, runner, args.workers, args.part_size, out)
-            results.append(r)
-            per_stage = ", ".join(f"{k} {v['items_per_s']}/s" for k, v in r["stages"].items())
-            print(f"{runner:>5} {n:>5} videos: wall {r['wall_s']:>7.1f} s, peak RSS {r['peak_rss_mb']:>5} MB, {per_stage}", flush=True)
+    with contextlib.ExitStack() as stack:
+        teacher_url = None
+        if args.teacher:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from _teacher_fixtures import FakeTeacherServer
+
+            teacher_url = stack.enter_context(FakeTeacherServer(latency_s=args.latency)).base_url
+        for runner in args.runners:
+            for n in args.videos:
+                r = run_once(n, runner, args.workers, args.part_size, out, teacher_url)
+                results.append(r)
+                per_stage = ", ".join(f"{k} {v['items_per_s']}/s" for k, v in r["stages"].items())
+                print(f"{runner:>5} {n:>5} videos: wall {r['wall_s']:>7.1f} s, peak RSS {r['peak_rss_mb']:>5} MB, {per_stage}", flush=True)
     print(f"\nmachine: {platform.platform()}, {os.cpu_count()} cores (shared), python {platform.python_version()}")
     print("| runner | videos | wall s | peak RSS MB (process tree) | " + " | ".join(f"{s} items/s" for s in results[0]["stages"]) + " |")
     print("| --- | --- | --- | --- | " + " | ".join("---" for _ in results[0]["stages"]) + " |")

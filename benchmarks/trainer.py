@@ -56,7 +56,22 @@ def main() -> None:
             tokens += int(sample.input_ids.numel())
         seconds = time.perf_counter() - started
         params = sum(p.numel() for p in model.parameters())
-        print(json.dumps({"benchmark": "trainer", "threads": threads, "hidden": args.hidden, "layers": args.layers, "parameters": params, "steps": args.steps, "tokens_per_step": round(tokens / args.steps), "tokens_per_s": round(tokens / seconds, 1), "s_per_step": round(seconds / args.steps, 3)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "trainer",
+                    "threads": threads,
+                    "hidden": args.hidden,
+                    "layers": args.layers,
+                    "parameters": params,
+                    "steps": args.steps,
+                    "tokens_per_step": round(tokens / args.steps),
+                    "tokens_per_s": round(tokens / seconds, 1),
+                    "s_per_step": round(seconds / args.steps, 3),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

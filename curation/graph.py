@@ -25,7 +25,7 @@ Attribute = Annotated[str, Field(min_length=1, max_length=24)]
 class ExtractedEntity(BaseModel):
     name: str = Field(..., min_length=3, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9 '-]+$")
     type: Literal["person", "animal", "object", "vehicle", "place", "text", "other"]
-    attributes: list[Attribute] = Field(..., max_length=4)
+    attributes: list[Attribute] = Field(..., max_length=3)
 
 
 class ExtractedRelation(BaseModel):
@@ -35,8 +35,9 @@ class ExtractedRelation(BaseModel):
 
 
 class ClipExtraction(BaseModel):
-    entities: list[ExtractedEntity] = Field(..., max_length=8)
-    relations: list[ExtractedRelation] = Field(..., max_length=6)
+    # Short lists: a clip names few things, and every item costs a constrained model seconds.
+    entities: list[ExtractedEntity] = Field(..., max_length=5)
+    relations: list[ExtractedRelation] = Field(..., max_length=3)
 
 
 # ---- names ---------------------------------------------------------------------------------

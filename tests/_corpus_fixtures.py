@@ -57,7 +57,8 @@ def demo_run_template(cache_root: str) -> Path:
 
         make_samples(PROJECT)
     runs = Path(cache_root) / "runs"
-    proc = vstw(["run", str(DEMO_RECIPE), "--run", "demo"], runs)
+    # --until segment: videos + clips only, whatever later stages the demo recipe grows
+    proc = vstw(["run", str(DEMO_RECIPE), "--run", "demo", "--until", "segment"], runs)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return runs / "demo"
 

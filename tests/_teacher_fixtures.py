@@ -56,6 +56,7 @@ def default_reply(body: dict) -> str:
     if "relations" in props:
         desc = re.search(r'Description: "(.*)"', first_user)
         found = sorted({" ".join(m) for m in COLOUR_SHAPE.findall(desc.group(1) if desc else first_user)})
+        found = found[: props["entities"].get("maxItems", len(found))]  # as a constrained server would
         entities = [{"name": n, "type": "object", "attributes": [n.split()[0]]} for n in found]
         relations = [{"subject": found[0], "predicate": "near", "object": found[1]}] if len(found) > 1 else []
         return json.dumps({"entities": entities, "relations": relations})

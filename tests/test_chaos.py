@@ -130,8 +130,9 @@ class Controller:
                     break
                 plan = run_dir.read_plan(table) if run_dir.parts_plan_path(table).exists() else None
                 if plan and planned is None:
-                    # kill once `planned` parts exist: somewhere in the first half of what is left
-                    planned = done + self.rng.randrange(0, max(1, (len(plan["parts"]) - done) // 2))
+                    # kill once `planned` parts exist: at least one more than now (every run makes
+                    # progress), at most half of what is left
+                    planned = done + 1 + self.rng.randrange(0, max(1, (len(plan["parts"]) - done) // 2))
                     delay = self.rng.uniform(0.0, 0.4)
                 if planned is not None and done >= planned:
                     time.sleep(delay)
@@ -232,11 +233,11 @@ class FlappingTeacher(FakeTeacherServer):
         self.flaps["500"] += 1
 
     def flap_forever(self, rng: random.Random, stop: threading.Event) -> None:
-        while not stop.wait(rng.uniform(0.2, 0.6)):
+        while not stop.wait(rng.uniform(0.05, 0.3)):
             if rng.random() < 0.5:
-                self.refuse(rng.uniform(0.2, 0.6))
+                self.refuse(rng.uniform(0.1, 0.5))
             else:
-                self.answer_500(rng.uniform(0.2, 0.6))
+                self.answer_500(rng.uniform(0.1, 0.5))
 
 
 def teacher_recipe(base_url: str) -> dict:
@@ -267,7 +268,7 @@ def test_teacher_stages_survive_sigkills_and_a_flapping_teacher(samples, tmp_pat
             del os.environ["VSTW_CHAOS_KEY"]
     reference = RunDir(runs / "reference")
 
-    with FlappingTeacher() as teacher:
+    with FlappingTeacher(latency_s=0.05) as teacher:  # replies take a while: the flaps meet requests
         data = teacher_recipe(teacher.base_url)
         path = tmp_path / "chaos-teacher.yaml"
         path.write_text(yaml.safe_dump(data))

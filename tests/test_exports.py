@@ -234,3 +234,30 @@ def test_a_chain_whose_video_is_gone_fails_alone(tmp_path_factory):
     write_tables(run, corpus)
     summary = run_stage(run, "export", exclude_on=[])
     assert summary["failed_by_reason"] == {"video_unknown": 1} and summary["ok"] == 20
+
+
+def test_a_recipe_with_check_and_export_runs_end_to_end(tmp_path):
+    """`vstw run` path: the recipe's check and export stages, process pool of 2 workers, resume."""
+    import yaml
+
+    from _chain_fixtures import ROOT
+    from curation.formats.validate import validate_rl, validate_sft
+    from pipelines.recipe import parse_recipe
+    from pipelines.run import run_recipe
+    from pipelines.rundir import RunDir
+
+    data = yaml.safe_load((ROOT / "pipelines" / "recipes" / "demo.yaml").read_text())
+    data["stages"] += [{"stage": "check", "structure": {"max_frames": 384}}, {"stage": "export", "group_by": "qa_type"}]
+    recipe = parse_recipe(data)
+    quiet = dict(progress=False, echo=lambda *_: None)
+    run_recipe(recipe, "e2e", ROOT, tmp_path, until="segment", **quiet)
+    run = RunDir(tmp_path / "e2e")
+    write_tables(run, build_corpus(run))  # what the teacher stages will write
+    summaries = run_recipe(recipe, "e2e", ROOT, tmp_path, **quiet)
+    assert summaries["check"]["rows"] == 21 * 6 and summaries["export"]["ok"] == 21
+    assert json.loads((run.exports_dir / "manifest.json").read_text())["records"] == 15
+    for p in sft_files(run):
+        assert validate_sft(p).ok
+    assert validate_rl(run.exports_dir / "rl" / "train.parquet").ok
+    again = run_recipe(recipe, "e2e", ROOT, tmp_path, **quiet)  # a finished run does no work
+    assert again["export"].get("skipped") and again["check"].get("skipped")

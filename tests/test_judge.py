@@ -13,7 +13,7 @@ from _model_fixtures import demo_run_with_chains, tiny_model
 from curation.model.judge import ChainResult, JudgeConfig, JudgeRules, own_thinking, teacher_forced, thought_likelihood, verdicts
 from curation.model.vst_protocol import PrefixCache, Sampling, VSTEngine, answer_is_right, extract_answer, final_question, final_turns
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # on a shared, loaded machine one thread is several times faster than two
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -152,7 +152,12 @@ def test_judge_stage_writes_verdicts(demo, tiny):
     assert len(records) == len(corpus["chains"])
     good = sorted(records, key=lambda r: r["chain_id"])[:6]
     broken_video = {**good[0], "chain_id": "bad-video", "chain": {**good[0]["chain"], "chain_id": "bad-video", "video_path": "/nonexistent/v.mp4"}}
-    missing_clip = {**good[1], "chain_id": "bad-clip", "chain": {**good[1]["chain"], "chain_id": "bad-clip"}, "clip_frames": [None] * len(good[1]["clip_frames"])}
+    missing_clip = {
+        **good[1],
+        "chain_id": "bad-clip",
+        "chain": {**good[1]["chain"], "chain_id": "bad-clip"},
+        "clip_frames": [None] * len(good[1]["clip_frames"]),
+    }
     ctx = StageContext(run=run_dir.name, run_root=run_dir.root, project_root=ROOT)
     summary = LocalRunner(workers=1, part_size=4, progress=False).run_stage(STAGE, params, run_dir, ctx, [*good, broken_video, missing_clip])
     assert summary["failed_by_reason"] == {"judge_clip_missing": 1, "judge_video_missing": 1}
@@ -183,3 +188,26 @@ def test_judge_is_a_valid_recipe_stage():
     assert recipe.stages[0].samples == 3
     with pytest.raises(RecipeError, match="samlpes"):
         parse_recipe({**base, "stages": [{"stage": "judge", "samlpes": 3}]})
+
+
+def test_judge_runs_from_a_recipe(tmp_path, tiny):
+    """`vstw run` with a judge stage: the demo recipe's stages, chains in between, then judge."""
+    import yaml
+
+    from _model_fixtures import build_corpus, write_tables
+    from pipelines.recipe import parse_recipe
+    from pipelines.rundir import RunDir
+    from pipelines.run import run_recipe
+
+    data = yaml.safe_load((ROOT / "pipelines" / "recipes" / "demo.yaml").read_text())
+    data["stages"] = [s for s in data["stages"] if s["stage"] in ("ingest", "segment")]
+    data["stages"].append({"stage": "judge", "model": str(tiny), "samples": 2, "max_thought_tokens": 3, "max_answer_tokens": 3, "frame_width": 128})
+    recipe = parse_recipe(data)
+    run_recipe(recipe, "r", ROOT, tmp_path, progress=False, echo=lambda *_: None, until="segment")
+    run_dir = RunDir(tmp_path / "r")
+    chains = build_corpus(run_dir)["chains"][:4]  # chains appear between segment and judge (the think stage's job)
+    write_tables(run_dir, {"chains": chains})
+    summaries = run_recipe(recipe, "r", ROOT, tmp_path, progress=False, echo=lambda *_: None)
+    assert summaries["judge"]["ok"] == 4 * len(chains) and summaries["judge"]["failed"] == 0
+    assert summaries["segment"].get("skipped") is True  # resumed, not recomputed
+    assert {r["chain_id"] for r in run_dir.read_rows("judge_verdicts")} == {c["chain_id"] for c in chains}

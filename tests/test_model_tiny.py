@@ -10,7 +10,7 @@ import torch
 
 from curation.model.tiny import QWEN_SPECIAL_TOKENS, init_tiny
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # on a shared, loaded machine one thread is several times faster than two
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,9 @@ def test_forward_and_generate_on_real_frames(tiny, samples):
     text = processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What moves?"}]}], tokenize=False, add_generation_prompt=True
     )
-    enc = processor(text=[text], videos=[frames], video_metadata=[VideoMetadata(total_num_frames=4, fps=2.0, frames_indices=[0, 1, 2, 3])], return_tensors="pt")
+    enc = processor(
+        text=[text], videos=[frames], video_metadata=[VideoMetadata(total_num_frames=4, fps=2.0, frames_indices=[0, 1, 2, 3])], return_tensors="pt"
+    )
     n_video = int((enc["input_ids"] == model.config.video_token_id).sum())
     assert n_video == int(enc["video_grid_thw"].prod()) // 4 > 0
     with torch.no_grad():

@@ -89,7 +89,7 @@ def conn(ls):
 
 def as_reviewer(task, decision: str, thought_edits: dict | None = None, labels: dict | None = None, reject_reason: str | None = None) -> list[dict]:
     """The result a reviewer submits in the editor: the pre-labels, with their edits."""
-    result = json.loads(json.dumps(task.predictions[0].result if hasattr(task.predictions[0], "result") else task.predictions[0]["result"]))
+    result = json.loads(json.dumps(task.predictions[0].result))  # a deep copy
     for item in result:
         if item["from_name"] == "thought" and thought_edits and item["id"] in thought_edits:
             item["value"]["text"] = [thought_edits[item["id"]]]

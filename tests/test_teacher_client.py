@@ -194,7 +194,7 @@ def test_prompts_are_versioned_files():
     assert prompt.version == "think.v1" and "$memory" in prompt.user
     with pytest.raises(PromptError, match="known prompts: .*graph.v1"):
         load_prompt("think.v99")
-    with pytest.raises(PromptError, match=r"\$memory"):
+    with pytest.raises(PromptError, match=r"think.v1: no value for \$"):
         prompt.messages(caption="x")
 
 

@@ -19,8 +19,9 @@ def count_tokens(text: str) -> int:
     return len(_TOKEN.findall(text))
 
 
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+@lru_cache(maxsize=4096)  # a thought's words serve several checks (shingles, names)
+def words(text: str) -> tuple[str, ...]:
+    return tuple(_WORD.findall(text.lower()))
 
 
 def normalise(text: str) -> str:
@@ -28,6 +29,7 @@ def normalise(text: str) -> str:
     return " ".join(words(unicodedata.normalize("NFKC", text)))
 
 
+@lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
     # Plural and simple verb forms: "circles" ~ "circle"; enough for name matching.
     if len(word) > 3 and word.endswith("es") and word[-3] in "sxz":
@@ -37,7 +39,7 @@ def _stem(word: str) -> str:
     return word
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=8192)
 def name_key(name: str) -> tuple[str, ...]:
     """A name as stemmed words without articles: "the red circles" -> ("red", "circle").
     Cached: the chains of one window share their thoughts, and names repeat across the corpus."""
@@ -47,11 +49,14 @@ def name_key(name: str) -> tuple[str, ...]:
 MAX_NAME_WORDS = 4
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=4096)  # small: reuse is within a window, and big caches slow the GC
 def text_grams(text: str) -> frozenset[tuple[str, ...]]:
     """Every run of 1..MAX_NAME_WORDS consecutive name-key words of `text` (for `mentions`)."""
     key = name_key(text)
-    return frozenset(key[i : i + n] for n in range(1, MAX_NAME_WORDS + 1) for i in range(len(key) - n + 1))
+    grams: set[tuple[str, ...]] = set()
+    for n in range(1, MAX_NAME_WORDS + 1):
+        grams.update(zip(*(key[i:] for i in range(n))))  # zip builds the n-grams in C
+    return frozenset(grams)
 
 
 def mentions(text: str, name: tuple[str, ...]) -> bool:
@@ -64,18 +69,19 @@ def mentions(text: str, name: tuple[str, ...]) -> bool:
     return any(key[i : i + len(name)] == name for i in range(len(key) - len(name) + 1))
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=4096)
 def shingles(text: str, n: int = 2) -> frozenset[tuple[str, ...]]:
     ws = words(text)
     if len(ws) < n:
         return frozenset({tuple(ws)} if ws else ())
-    return frozenset(tuple(ws[i : i + n]) for i in range(len(ws) - n + 1))
+    return frozenset(zip(*(ws[i:] for i in range(n))))
 
 
 def jaccard(a: set, b: set) -> float:
     if not a and not b:
         return 1.0
-    return len(a & b) / len(a | b)
+    inter = len(a & b)
+    return inter / (len(a) + len(b) - inter)
 
 
 # Letters per script, as regular-expression classes, for the language check (no model download).

@@ -219,7 +219,7 @@ def validate_sft(
 ) -> Report:
     """Validate one SFT JSONL (and its seek file). `video_root`: what relative video paths are
     joined to (default: the folder above the JSONL's folder, i.e. the export root)."""
-    from curation.formats.render import RenderError, render_record, resolve_video
+    from curation.formats.render import render_record, resolve_video
 
     path = Path(path)
     report = Report(path, "sft")
@@ -271,7 +271,7 @@ def validate_sft(
             continue
         try:
             rendered = render_record(rec, processor, root, max_frames=max_frames)
-        except (RenderError, Exception) as err:  # any failure to render is this record's problem
+        except Exception as err:  # RenderError or the processor's own: either way this record's problem
             result.problems.append(Problem(where, "render_failed", f"does not render with the processor: {str(err).splitlines()[0][:200]}"))
             continue
         result.tokens, result.label_tokens, result.frames = rendered.tokens, rendered.label_tokens, rendered.frames_decoded

@@ -50,7 +50,13 @@ def gold_record(truth: dict, video: str, seed: int = 0) -> list[dict]:
     stream = [[float(s["start_s"]), float(s["end_s"]), scene_thought(s)] for s in truth["scenes"]]
     qa = [[end, end, q, a] for q, a in gold_questions(truth, seed)]
     return [
-        {"role": "user", "content": [{"type": "video", "video": video, "video_start": 0.0, "video_end": end}, {"type": "text", "text": "", "previous": MEMORY_START}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "video", "video": video, "video_start": 0.0, "video_end": end},
+                {"type": "text", "text": "", "previous": MEMORY_START},
+            ],
+        },
         {"role": "assistant", "content": [{"type": "text_stream", "text_stream": stream, "qa_stream": qa}]},
     ]
 

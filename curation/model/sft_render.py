@@ -55,7 +55,11 @@ class Sample:
             "mm_token_type_ids": self.mm_token_type_ids[None],
         }
         if self.pixel_values_videos is not None:
-            out |= {"pixel_values_videos": self.pixel_values_videos, "video_grid_thw": self.video_grid_thw, "second_per_grid_ts": self.second_per_grid_ts}
+            out |= {
+                "pixel_values_videos": self.pixel_values_videos,
+                "video_grid_thw": self.video_grid_thw,
+                "second_per_grid_ts": self.second_per_grid_ts,
+            }
         return out
 
 

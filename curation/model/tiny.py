@@ -166,9 +166,7 @@ def build_processor(tokenizer):
     image = Qwen2VLImageProcessor(size=size, patch_size=14, temporal_patch_size=2, merge_size=2)
     # Frames are sampled by us (2 fps, spec section 2), never by the processor; the per-frame pixel
     # cap is the reference (qwen-vl-utils) behaviour that VST's own loader relies on.
-    video = Qwen2VLVideoProcessor(
-        size=size, patch_size=14, temporal_patch_size=2, merge_size=2, do_sample_frames=False, cap_pixels_per_frame=True
-    )
+    video = Qwen2VLVideoProcessor(size=size, patch_size=14, temporal_patch_size=2, merge_size=2, do_sample_frames=False, cap_pixels_per_frame=True)
     return Qwen2_5_VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video, chat_template=QWEN2_5_VL_CHAT_TEMPLATE)
 
 

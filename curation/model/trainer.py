@@ -263,10 +263,18 @@ def evaluate_gold(model, processor, gold: GoldSet, max_answer_tokens: int = 8) -
     for clips, memory, qas in gold.items:
         cache = PrefixCache(engine)  # the questions of a record share its memory
         for s, e, question, answer in qas:
-            out = engine.generate(memory, final_turns(clips[-1], final_question(float(e), question)), [clips[-1]], Sampling(max_new_tokens=max_answer_tokens), cache)
+            out = engine.generate(
+                memory, final_turns(clips[-1], final_question(float(e), question)), [clips[-1]], Sampling(max_new_tokens=max_answer_tokens), cache
+            )
             answers.append({"question": question, "gold": answer, "output": out.text, "right": answer_is_right(_kind(answer), out.text, answer)})
     right = sum(a["right"] for a in answers)
-    return {"loss": loss, "accuracy": right / len(answers) if answers else None, "questions": len(answers), "records": len(gold.samples), "answers": answers[:50]}
+    return {
+        "loss": loss,
+        "accuracy": right / len(answers) if answers else None,
+        "questions": len(answers),
+        "records": len(gold.samples),
+        "answers": answers[:50],
+    }
 
 
 def _kind(answer: str) -> str:
@@ -281,7 +289,16 @@ def _kind(answer: str) -> str:
     return "numerical"
 
 
-def compare(export_a: Path, export_b: Path, gold_path: Path, model_path: Path, out_dir: Path, config: TrainConfig, video_roots: list[Path] | None = None, log=print) -> dict:
+def compare(
+    export_a: Path,
+    export_b: Path,
+    gold_path: Path,
+    model_path: Path,
+    out_dir: Path,
+    config: TrainConfig,
+    video_roots: list[Path] | None = None,
+    log=print,
+) -> dict:
     """Same model, same budget, two exports; both evaluated on the same gold set; one report."""
     from curation.model.gold import load_gold
     from curation.model.tiny import load_model

@@ -202,7 +202,8 @@ class VSTEngine:
         enc_full = dict(enc_rest)
         if "mm_token_type_ids" in enc_rest:
             enc_full["mm_token_type_ids"] = torch.cat(
-                [torch.zeros((1, len(prefix_ids)), dtype=enc_rest["mm_token_type_ids"].dtype, device=self.device), enc_rest["mm_token_type_ids"]], dim=1
+                [torch.zeros((1, len(prefix_ids)), dtype=enc_rest["mm_token_type_ids"].dtype, device=self.device), enc_rest["mm_token_type_ids"]],
+                dim=1,
             )
         positions = self._positions(full_ids, enc_full)
         if cache is None or not self.use_cache:
@@ -210,7 +211,9 @@ class VSTEngine:
         start = cache.begin(prefix_ids)  # the tokens after the cached common prefix go in this call
         return cache, full_ids[:, start:], positions[:, :, start:], enc_rest, int(positions.max()) + 1
 
-    def generate(self, memory: str, turns: list[list[dict]], clips: list[ClipInput], sampling: Sampling, cache: "PrefixCache | None" = None, generator=None) -> Generated:
+    def generate(
+        self, memory: str, turns: list[list[dict]], clips: list[ClipInput], sampling: Sampling, cache: "PrefixCache | None" = None, generator=None
+    ) -> Generated:
         """One VST call: greedy or sampled continuation of [system, memory, *turns]."""
         torch = self.torch
         cache, ids, positions, enc, next_pos = self._prepare(cache, memory, turns, clips)
@@ -230,7 +233,9 @@ class VSTEngine:
             cache.end()
         return Generated(self.tokenizer.decode(out_ids, skip_special_tokens=True), out_ids)
 
-    def answer_logprobs(self, memory: str, turns: list[list[dict]], clips: list[ClipInput], answer: str, cache: "PrefixCache | None" = None) -> list[float]:
+    def answer_logprobs(
+        self, memory: str, turns: list[list[dict]], clips: list[ClipInput], answer: str, cache: "PrefixCache | None" = None
+    ) -> list[float]:
         """Log-probabilities of the tokens of `answer` as the assistant's reply to the call."""
         torch = self.torch
         _, rest_without = self.render(memory, turns)

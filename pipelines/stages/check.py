@@ -7,12 +7,11 @@ for the corpus-wide dedup, the chain it duplicates (computed once over all chain
 
 from __future__ import annotations
 
-import gc
 from typing import Literal
 
 from curation.checks import ChecksConfig, build_graph_index, find_duplicates, run_checks
 from pipelines.rundir import RunDir
-from pipelines.stages.export import gc_paused
+from pipelines.stages.export import gc_paused, hold_inputs, release_inputs
 from pipelines.stage import Stage, StageContext, StageParams, failed
 
 
@@ -21,10 +20,16 @@ class CheckParams(StageParams, ChecksConfig):
 
 
 def load_check_inputs(run_dir: RunDir, params: CheckParams) -> list[dict]:
+    if run_dir.is_complete("verdicts"):
+        return []  # the runner skips a finished stage
     with gc_paused():
         records = _load_check_inputs(run_dir, params)
-    gc.freeze()  # long-lived input records: no cyclic-GC rescans (refcounting still frees them)
+    hold_inputs()
     return records
+
+
+def finalize_check(run_dir: RunDir, params: CheckParams) -> None:
+    release_inputs()
 
 
 def _load_check_inputs(run_dir: RunDir, params: CheckParams) -> list[dict]:
@@ -58,6 +63,11 @@ def _load_check_inputs(run_dir: RunDir, params: CheckParams) -> list[dict]:
 
 
 def check_batch(records: list[dict], params: CheckParams, ctx: StageContext) -> list[dict]:
+    with gc_paused():  # checks allocate many small tuples and create no cycles
+        return _check_records(records, params)
+
+
+def _check_records(records: list[dict], params: CheckParams) -> list[dict]:
     rows = []
     indexes: dict[str, object] = {}  # the chains of one window share its graph index
     for record in records:
@@ -87,4 +97,5 @@ STAGE = Stage(
     kind="cpu",
     failed_row=check_failed_row,
     load_inputs=load_check_inputs,
+    finalize=finalize_check,
 )

@@ -44,10 +44,26 @@ class JudgeParams(StageParams):
     min_thought_logprob: float | None = None
 
     def config(self) -> JudgeConfig:
-        return JudgeConfig(tuple(self.modes), self.samples, self.temperature, self.top_p, self.max_thought_tokens, self.max_answer_tokens, self.prompt_style, self.seed)
+        return JudgeConfig(
+            tuple(self.modes),
+            self.samples,
+            self.temperature,
+            self.top_p,
+            self.max_thought_tokens,
+            self.max_answer_tokens,
+            self.prompt_style,
+            self.seed,
+        )
 
     def rules(self) -> JudgeRules:
-        return JudgeRules(self.drop_blind_multiple_choice, self.drop_blind_all_types, self.pass_rate_rule, self.min_pass_rate, self.likelihood_z_max, self.min_thought_logprob)
+        return JudgeRules(
+            self.drop_blind_multiple_choice,
+            self.drop_blind_all_types,
+            self.pass_rate_rule,
+            self.min_pass_rate,
+            self.likelihood_z_max,
+            self.min_thought_logprob,
+        )
 
 
 # ---- inputs -----------------------------------------------------------------------------------
@@ -120,10 +136,7 @@ def chain_input(record: dict, project_root: Path, frame_width: int) -> ChainInpu
     except Exception as err:  # a decoder error costs this chain only
         raise ChainInputError("judge_decode_error", f"chain {chain['chain_id']}: {path}: {str(err).splitlines()[0][:300]}") from None
     where = {index: k for k, index in enumerate(wanted)}
-    clips = [
-        ClipInput(t["start_s"], t["end_s"], decoded[[where[i] for i in f]] if f else None)
-        for t, f in zip(thoughts, record["clip_frames"])
-    ]
+    clips = [ClipInput(t["start_s"], t["end_s"], decoded[[where[i] for i in f]] if f else None) for t, f in zip(thoughts, record["clip_frames"])]
     return ChainInput(chain["chain_id"], qa.get("type") or "", prompt_text(qa), gold, clips, [t["text"] for t in thoughts])
 
 

@@ -28,7 +28,7 @@ from pipelines.stages._teacher import CONFIG_ERROR, TeacherConfigError, record_u
 
 class ThinkParams(StageParams):
     stage: Literal["think"] = "think"
-    prompt: str = Field("think.v1", description="prompt template (curation/prompts)")
+    prompt: str = Field("think.v2", description="prompt template (curation/prompts)")
     max_words: int = Field(30, ge=3, le=200, description="a thought longer than this is refused")
     max_tokens: int = Field(80, ge=8, le=4096)
     require_new_entities: bool = Field(True, description="a clip with new entities needs a thought naming at least one of them")
