@@ -5,7 +5,7 @@ second per stage and the peak memory (RSS) of the whole process tree (run + work
     .venv/bin/python benchmarks/soak.py --teacher [--latency 0.02]   # + perceive..think, check, export
 
 Without --teacher: the stages of pipelines/recipes/demo.yaml as shipped. With --teacher: the
-stages of demo-teacher.yaml plus check and export, against a local fake OpenAI-compatible
+teacher stages of demo.yaml plus check and export, against a local fake OpenAI-compatible
 teacher (tests/_teacher_fixtures.py) with a fixed latency per request.
 
 The videos (3-5 s, 96x64, 10 fps, two scenes each, with ground-truth annotation files) are made
@@ -52,17 +52,17 @@ def make_corpus(n: int, folder: Path = SOAK_DIR) -> Path:
 
 
 def soak_recipe(manifest: Path, runner: str, workers: int, part_size: int, teacher_url: str | None = None) -> dict:
-    """The demo recipe as shipped (its stages), over the soak manifest; with a teacher URL, the
-    demo-teacher recipe's stages + check + export against that teacher."""
-    name = "demo-teacher.yaml" if teacher_url else "demo.yaml"
-    demo = yaml.safe_load((ROOT / "pipelines" / "recipes" / name).read_text())
+    """The demo recipe's ingest + segment over the soak manifest; with a teacher URL, also its
+    teacher stages + check + export against that teacher (the judge is left out: model time)."""
+    demo = yaml.safe_load((ROOT / "pipelines" / "recipes" / "demo.yaml").read_text())
+    keep = {"ingest", "segment"} | ({"perceive", "graph", "qa", "think", "check", "export"} if teacher_url else set())
+    demo["stages"] = [s for s in demo["stages"] if s["stage"] in keep]
     runner_spec = {"kind": runner, "workers": workers, "part_size": part_size}
     recipe = {**demo, "name": f"soak-{runner}", "inputs": [{"manifest": str(manifest)}],
               "allowed_roots": [str(manifest.parent)], "runner": runner_spec}
     if teacher_url:
         recipe["teacher"] = {"text": {"base_url": teacher_url, "model": "fake-teacher", "structured_output": "json_object_schema"},
                              "concurrency": 4, "timeout_s": 30, "max_retries": 2}
-        recipe["stages"] = demo["stages"] + [{"stage": s} for s in ("check", "export") if s not in {x["stage"] for x in demo["stages"]}]
     return recipe
 
 

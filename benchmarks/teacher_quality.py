@@ -113,7 +113,7 @@ def evaluate(run_dir: RunDir) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path, help="a run folder (e.g. data/runs/demo-teacher)")
+    ap.add_argument("run", type=Path, help="a run folder (e.g. data/runs/demo-<hash>)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     run_dir = RunDir(args.run)

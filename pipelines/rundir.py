@@ -100,6 +100,10 @@ class RunDir:
         stale = sorted(self.existing_parts(table) - keep)
         for part in stale:
             self.part_path(table, part).unlink(missing_ok=True)
+        # a write killed half-way leaves its temp file: never read as data, but not kept either
+        if self.table_dir(table).is_dir():
+            for tmp in self.table_dir(table).glob(".tmp-*"):
+                tmp.unlink(missing_ok=True)
         return stale
 
     # ---- markers ------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 import yaml
 
 from _teacher_fixtures import FakeTeacherServer
@@ -167,6 +166,8 @@ def chaos_recipe(base: dict, runs_part_size: int = 1) -> dict:
 
 def test_demo_pipeline_survives_random_sigkills(samples, tmp_path):
     demo = yaml.safe_load((ROOT / "pipelines" / "recipes" / "demo.yaml").read_text())
+    # the CPU stages here; the teacher stages are killed in the test below, against a fake teacher
+    demo["stages"] = [s for s in demo["stages"] if s["stage"] in ("ingest", "segment")]
     data = chaos_recipe(demo)
     path = tmp_path / "chaos.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -255,7 +256,6 @@ def teacher_recipe(base_url: str) -> dict:
     }
 
 
-@pytest.mark.skipif(not {"perceive", "graph", "qa", "think"} <= set(REGISTRY), reason="the teacher stages are not in the registry")
 def test_teacher_stages_survive_sigkills_and_a_flapping_teacher(samples, tmp_path):
     runs = tmp_path / "runs"
     env = {**os.environ, "VSTW_RUNS": str(runs), "VSTW_HOME": str(ROOT), "VSTW_PROGRESS": "0", "VSTW_CHAOS_KEY": FAKE_KEY}

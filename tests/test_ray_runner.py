@@ -16,7 +16,7 @@ import psutil
 import pytest
 import yaml
 
-ray = pytest.importorskip("ray")
+import ray  # noqa: E402
 
 from curation.synthetic import write_synthetic_set  # noqa: E402
 from pipelines.recipe import RecipeError, load_recipe, parse_recipe  # noqa: E402
@@ -56,6 +56,8 @@ def tables_of(run_dir: RunDir) -> list[str]:
 # ---- same inputs, same outputs ---------------------------------------------------------------
 def test_demo_recipe_gives_identical_tables_under_local_and_ray(ray_session, samples, tmp_path):
     recipe = load_recipe(ROOT / "pipelines" / "recipes" / "demo.yaml")
+    # the stages that need no teacher server (the teacher stages: the fake-teacher test below)
+    recipe = recipe.model_copy(update={"stages": [s for s in recipe.stages if s.stage in ("ingest", "segment")]})
     stages = [s.stage for s in recipe.stages]
     runs = tmp_path / "runs"
     local = run_recipe(recipe, "local", ROOT, runs, progress=False, echo=lambda *_: None, runner_kind="local")
@@ -243,7 +245,6 @@ def test_killed_ray_run_resumes_without_duplicates(ray_session, tmp_path):
 
 
 # ---- teacher stages (io: actor pools with threads) give the local tables ------------------------
-@pytest.mark.skipif(not {"perceive", "graph", "qa", "think"} <= set(REGISTRY), reason="the teacher stages are not in the registry")
 def test_teacher_stages_give_identical_tables_under_ray(ray_session, samples, tmp_path):
     from _teacher_fixtures import FakeTeacherServer
 

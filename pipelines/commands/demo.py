@@ -32,12 +32,45 @@ def register(app: typer.Typer) -> None:
         digest = hashlib.sha256(recipe.read_bytes()).hexdigest()[:8]
         name = f"{parsed.name}-{digest}"
         console.print(f"[bold]demo[/]: recipe {recipe} -> run {name}")
+        started = _start_embedded_teacher(parsed, root)
         try:
-            run_recipe(parsed, name, root, runs_root(), progress=os.environ.get("VSTW_PROGRESS", "1") != "0", echo=console.print)
+            run_recipe(parsed, name, root, runs_root(), progress=os.environ.get("VSTW_PROGRESS", "1") != "0", echo=lambda line: console.print(line, soft_wrap=True, highlight=False))
         except RecipeError as err:
             fail(str(err))
+        finally:
+            if started:
+                from pipelines.teacher_server import stop_server
+
+                stop_server(root)
+                console.print("embedded teacher stopped")
         run_dir = runs_root() / name
         console.print(f"\n[bold green]demo finished[/]: {run_dir}")
         for sub in sorted(p.name for p in run_dir.iterdir() if p.is_dir()):
             console.print(f"  {run_dir / sub}")
-        console.print(f"\nnext: vstw status {name}")
+        console.print(f"\nnext: vstw status {name}   |   vstw stats {name} --html   |   vstw validate sft {run_dir}/exports/sft")
+
+
+def _uses_embedded_teacher(recipe) -> bool:
+    teacher = recipe.teacher
+    if teacher is None:
+        return False
+    endpoints = [getattr(teacher, "text", None), getattr(teacher, "vision", None)]
+    return any(e is not None and e.base_url == "embedded" for e in endpoints)
+
+
+def _start_embedded_teacher(recipe, root: Path) -> bool:
+    """Start llama.cpp's server for a recipe that asks for `base_url: embedded`, unless one is
+    already running (then it is left running). True when this call started it."""
+    if not _uses_embedded_teacher(recipe) or os.environ.get("VSTW_TEACHER_URL"):
+        return False
+    from pipelines.teacher_server import TeacherServerError, read_state, start_server
+
+    if read_state(root) is not None:
+        return False
+    console.print("starting the embedded teacher (llama.cpp + Gemma 3 270M, 127.0.0.1) ...")
+    try:
+        info = start_server(root)
+    except TeacherServerError as err:
+        fail(str(err))
+    console.print(f"embedded teacher ready at {info.base_url} (pid {info.pid})")
+    return True

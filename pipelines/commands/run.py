@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
             parsed = load_recipe(recipe)
             name = run or f"{parsed.name}-{datetime.now():%Y%m%d-%H%M%S}"
             console.print(f"run [bold]{name}[/] -> {runs_root() / name}")
-            run_recipe(parsed, name, project_root(), runs_root(), progress=os.environ.get("VSTW_PROGRESS", "1") != "0", echo=console.print, until=until,
+            run_recipe(parsed, name, project_root(), runs_root(), progress=os.environ.get("VSTW_PROGRESS", "1") != "0", echo=lambda line: console.print(line, soft_wrap=True, highlight=False), until=until,
                        runner_kind=runner, address=address)
         except RecipeError as err:
             fail(str(err))
