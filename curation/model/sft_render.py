@@ -234,7 +234,8 @@ def sft_files(path: Path) -> list[Path]:
     path = Path(path)
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*.jsonl") if not _is_seek_index(p))
+    # the export writes `<subset>_provenance.jsonl` beside each SFT file: not training records
+    files = sorted(p for p in path.rglob("*.jsonl") if not _is_seek_index(p) and not p.name.endswith("_provenance.jsonl"))
     if not files:
         raise FileNotFoundError(f"no .jsonl SFT files under {path}")
     return files

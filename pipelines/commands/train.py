@@ -85,7 +85,10 @@ def register(app: typer.Typer) -> None:
 
         out = out or _default_out("sft")
         config = _config(steps, lr, grad_accum, eval_fraction, eval_every, seed, frame_width, lora, device, threads)
-        summary = train_sft(sft, _model(model), out, config, [*video_root, project_root()], log=console.print)
+        try:
+            summary = train_sft(sft, _model(model), out, config, [*video_root, *_export_roots(sft), project_root()], log=console.print)
+        except ValueError as err:
+            fail(f"--sft {sft}: {err}")
         console.print(
             f"trained {summary['trained_on']} records ({summary['held_out']} held out, {sum(summary['skipped'].values())} skipped): "
             f"train loss {summary['first_window_train_loss']:.4f} -> {summary['last_window_train_loss']:.4f}; checkpoint {summary['checkpoint']}"
@@ -118,7 +121,11 @@ def register(app: typer.Typer) -> None:
 
         out = out or _default_out("compare")
         config = _config(steps, lr, grad_accum, eval_fraction, eval_every, seed, frame_width, lora, device, threads)
-        report = compare(a, b, eval, _model(model), out, config, [*video_root, project_root()], log=lambda *_: None)
+        roots = [*video_root, *_export_roots(a), *_export_roots(b), project_root()]
+        try:
+            report = compare(a, b, eval, _model(model), out, config, roots, log=lambda *_: None)
+        except ValueError as err:
+            fail(str(err))
         console.print((out / "report.md").read_text())
         console.print(f"report: {out / 'report.md'} ({report['verdict']})")
 
@@ -136,3 +143,13 @@ def register(app: typer.Typer) -> None:
         console.print(f"gold set: {path}")
 
     app.add_typer(train_app, name="train")
+
+
+def _export_roots(path: Path) -> list[Path]:
+    """The dataset root of an export (the folder holding manifest.json and videos/): relative
+    video paths in its SFT files are joined on it, as VST's trainer joins them on its data root."""
+    for folder in [path if path.is_dir() else path.parent, *path.resolve().parents]:
+        if (folder / "manifest.json").is_file() and (folder / "videos").is_dir():
+            return [folder]
+    return []
+
