@@ -182,6 +182,12 @@ def corpus_section(cat: Catalog) -> Section:
 
 # Each measure: a query yielding one column `x`. Ids come from content and repeat across runs of
 # the same videos: per-item groups are per run.
+# The review that counts for a chain: its latest successful one (a chain may be reviewed again;
+# failed review rows record annotations that could not be used).
+LATEST_REVIEWS = """(SELECT * FROM reviews WHERE status = 'ok'
+    QUALIFY row_number() OVER (PARTITION BY run, chain_id ORDER BY reviewed_at DESC NULLS LAST, annotation_id DESC) = 1)"""
+
+
 MEASURES: list[tuple[str, str]] = [
     ("clips per video", "SELECT count(*) AS x FROM clips WHERE status = 'ok' GROUP BY run, video_id"),
     ("clip duration (s)", "SELECT end_s - start_s AS x FROM clips WHERE status = 'ok'"),
@@ -190,7 +196,7 @@ MEASURES: list[tuple[str, str]] = [
     ("chains per window", "SELECT count(*) AS x FROM chains WHERE status = 'ok' GROUP BY run, window_id"),
     ("thoughts per chain", "SELECT n_thoughts AS x FROM _chain_facts"),
     ("thoughts per minute (per chain)", "SELECT n_thoughts / ((end_s - start_s) / 60) AS x FROM _chain_facts WHERE end_s > start_s"),
-    ("review lead time (s)", "SELECT lead_time_s AS x FROM reviews"),
+    ("review lead time (s)", f"SELECT lead_time_s AS x FROM {LATEST_REVIEWS}"),
 ]
 THOUGHT_LENGTH = "thought length (chars)"  # from the exact length counts (thought_length_counts)
 
@@ -263,7 +269,7 @@ def rejections_section(cat: Catalog, top: int = 15) -> Section:
     ]
     selects.append("SELECT 'check ' || \"check\", 'checker_error:' || coalesce(reason, 'unknown'), count(*) FROM verdicts WHERE status = 'failed' GROUP BY ALL")
     selects.append("SELECT 'check ' || \"check\", coalesce(reason, \"check\" || '_failed'), count(*) FROM verdicts WHERE status = 'ok' AND NOT passed GROUP BY ALL")
-    selects.append("SELECT 'review', coalesce(decision_reason, 'rejected'), count(*) FROM reviews WHERE decision = 'reject' GROUP BY ALL")
+    selects.append(f"SELECT 'review', coalesce(decision_reason, 'rejected'), count(*) FROM {LATEST_REVIEWS} WHERE decision = 'reject' GROUP BY ALL")
     sql = "SELECT * FROM (" + " UNION ALL ".join(selects) + f") ORDER BY rows DESC, source, reason LIMIT {int(top)}"
     return _section(cat, "rejections", f"Top rejection reasons (top {top})", sql)
 
@@ -288,11 +294,23 @@ def teacher_section(cat: Catalog) -> Section:
 
 
 def reviews_section(cat: Catalog) -> Section:
-    sql = """
-        SELECT coalesce(decision, '(none)') AS decision, coalesce(decision_reason, '') AS reason, count(*) AS reviews,
+    sql = f"""
+        SELECT coalesce(decision, '(none)') AS decision, coalesce(decision_reason, '') AS reason, count(*) AS chains,
+               count(*) FILTER (WHERE corrections IS NOT NULL AND corrections NOT IN ('', '{{}}', 'null')) AS corrected,
                round(count(*) / sum(count(*)) OVER (), 4) AS share, round(avg(lead_time_s), 1) AS mean_lead_time_s
-        FROM reviews GROUP BY ALL ORDER BY reviews DESC, decision, reason"""
-    return _section(cat, "reviews", "Review outcomes", sql, None if cat.has("reviews") else "no reviews in this scope yet")
+        FROM {LATEST_REVIEWS} GROUP BY ALL ORDER BY chains DESC, decision, reason"""
+    return _section(cat, "reviews", "Review outcomes (latest review per chain)", sql, None if cat.has("reviews") else "no reviews in this scope yet")
+
+
+def review_agreement_section(cat: Catalog) -> Section:
+    """How often the automatic checks flagged what a human rejected (and accepted)."""
+    sql = f"""
+        WITH flagged AS (SELECT run, chain_id, bool_or(NOT passed) AS flagged FROM verdicts WHERE status = 'ok' GROUP BY ALL)
+        SELECT decision, flagged_by_checks, chains, round(chains / sum(chains) OVER (PARTITION BY decision), 4) AS share_of_decision
+        FROM (SELECT r.decision, coalesce(f.flagged, false) AS flagged_by_checks, count(*) AS chains
+              FROM {LATEST_REVIEWS} r LEFT JOIN flagged f USING (run, chain_id) GROUP BY ALL)
+        ORDER BY decision, flagged_by_checks"""
+    return _section(cat, "review_agreement", "Human decisions vs automatic checks", sql, None if cat.has("reviews") else "no reviews in this scope yet")
 
 
 SECTIONS = [
@@ -306,6 +324,7 @@ SECTIONS = [
     rejections_section,
     teacher_section,
     reviews_section,
+    review_agreement_section,
 ]
 
 
