@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from curation.formats.rewards import extract_boxed
+
 MEMORY_START = "[System]\nYou are a Streaming Video Analyst.\n"
 DEFAULT_SYSTEM = "You are a helpful assistant."
 VST_FPS = 2.0
@@ -48,20 +50,8 @@ def final_question(time_s: float, prompt: str, style: str = "inference") -> str:
 
 
 # ---- answers (the RL reward parsers' rules, spec section 3) ------------------------------------
-def boxed(text: str) -> str | None:
-    """Content of the first \\boxed{...} (balanced braces), or None."""
-    start = text.find("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 1, start + len("\\boxed{")
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i:j]
-    return None
+# One reading of `\\boxed{}` for the whole project: the reward rules' (spec section 3).
+boxed = extract_boxed
 
 
 def extract_answer(kind: str, text: str) -> str | None:
