@@ -53,7 +53,7 @@ def build_corpus(folder: Path, minutes: float) -> list[dict]:
 def run_ours(videos: list[dict], workers: int, out: Path) -> tuple[float, dict[str, list[int]]]:
     run_dir = RunDir(out / "ours")
     ctx = StageContext(run="bench", run_root=run_dir.root, project_root=ROOT)
-    runner = LocalRunner(workers=workers, part_size=1, progress=False)
+    runner = LocalRunner(workers=workers, part_size=2, progress=False)
     start = time.perf_counter()
     # min_clip_s=0.2: keep every detected scene (the CLI keeps even a short last scene), so that
     # clip boundaries can be compared with the CLI's cuts one to one.

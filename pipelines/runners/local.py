@@ -76,9 +76,9 @@ def call_stage_by_ref(ref: str, rows: list[dict], params: StageParams, ctx: Stag
         module, attr = ref.split(":", 1)
         stage = getattr(importlib.import_module(module), attr)
     else:
-        from pipelines.stages import REGISTRY
-
-        stage = REGISTRY[ref]
+        # only this stage's module: importing the whole registry (teacher client, models) would
+        # cost every worker a second of start-up
+        stage = importlib.import_module(f"pipelines.stages.{ref}").STAGE
     return call_stage(stage, rows, params, ctx)
 
 
