@@ -37,6 +37,8 @@ class RenderedConversation:
     labels: "object"  # 1-D LongTensor, IGNORE_INDEX outside assistant turns
     pixel_values_videos: "object | None"
     video_grid_thw: "object | None"
+    second_per_grid_ts: "object | None"  # seconds per temporal grid step (positions of video tokens)
+    mm_token_type_ids: "object | None"
     frames_decoded: int  # N, the window's frames at 2 fps (after cap and padding)
     clip_frames: list[int] = field(default_factory=list)  # frames per text_stream / qa_stream turn
     messages: list[dict] = field(default_factory=list)
@@ -167,7 +169,15 @@ def render_record(
         frames = decode_window(path, vs, ve, max_frames, frame_width)
     messages, videos, counts = build_messages(record, frames)
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
-    inputs = processor(text=[text], videos=videos or None, return_tensors="pt", fps=fps)
+    video_kwargs = {}
+    if videos:
+        from transformers.video_utils import VideoMetadata
+
+        # Without metadata the processor assumes 24 fps and mis-times every video token.
+        video_kwargs["video_metadata"] = [
+            VideoMetadata(total_num_frames=len(v), fps=fps, frames_indices=list(range(len(v)))) for v in videos
+        ]
+    inputs = processor(text=[text], videos=videos or None, return_tensors="pt", **video_kwargs)
     input_ids = inputs["input_ids"][0]
     labels = assistant_labels(input_ids, processor.tokenizer)
     return RenderedConversation(
@@ -176,6 +186,8 @@ def render_record(
         labels=labels,
         pixel_values_videos=inputs.get("pixel_values_videos"),
         video_grid_thw=inputs.get("video_grid_thw"),
+        second_per_grid_ts=inputs.get("second_per_grid_ts"),
+        mm_token_type_ids=inputs.get("mm_token_type_ids"),
         frames_decoded=len(frames),
         clip_frames=counts,
         messages=messages,
