@@ -206,8 +206,16 @@ class FlappingTeacher(FakeTeacherServer):
         self.error_500 = False
         self.flaps = {"refused": 0, "500": 0}
         self._flapping = threading.Event()
+        # The first chat requests always meet a 500, whatever the timing of the flaps: on a slow
+        # machine the random flaps may all fall while the run is still decoding videos.
+        self.forced_500 = 3
 
     async def _chat(self, writer, body):
+        if self.forced_500 > 0:
+            self.forced_500 -= 1
+            self.outcomes["flap500"] += 1
+            await self._write(writer, 500, {"error": {"message": "flapping", "type": "server_error"}})
+            return True
         if self.error_500:
             self.outcomes["flap500"] += 1
             await self._write(writer, 500, {"error": {"message": "flapping", "type": "server_error"}})
@@ -251,7 +259,7 @@ def teacher_recipe(base_url: str) -> dict:
         # Retries outlast a flap (at most 0.6 s down): the flapping must cost time, never rows.
         "teacher": {"text": {"base_url": base_url, "model": "fake-teacher", "structured_output": "json_object_schema",
                              "api_key_env": "VSTW_CHAOS_KEY"},
-                    "timeout_s": 2.0, "max_retries": 12, "backoff_initial_s": 0.1, "backoff_max_s": 0.5, "concurrency": 2},
+                    "timeout_s": 10.0, "max_retries": 12, "backoff_initial_s": 0.1, "backoff_max_s": 0.5, "concurrency": 2},
         "stages": stages,
     }
 
