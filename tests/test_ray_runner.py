@@ -276,5 +276,7 @@ def test_teacher_stages_give_identical_tables_under_ray(ray_session, samples, tm
     assert tables_of(a) == tables_of(b)
     for table in sorted(set(tables_of(a)) - volatile):
         assert canonical(a, table) == canonical(b, table), f"table {table} differs between local and Ray"
-    usage = lambda d: sorted((r["stage"], r["status"], r["cached"]) for r in d.read_rows("teacher_usage"))  # noqa: E731
+    # Which of two identical requests is the cache hit depends on timing when they run at once
+    # (in parallel actors under Ray): compare the calls, not where the cache answered them.
+    usage = lambda d: sorted((r["stage"], r["status"]) for r in d.read_rows("teacher_usage"))  # noqa: E731
     assert usage(a) == usage(b)
