@@ -19,8 +19,9 @@ from pathlib import Path
 
 import psutil
 import yaml
-
+from _process_tools import kill_tree
 from _teacher_fixtures import FakeTeacherServer
+
 from curation.schemas import TABLES
 from pipelines.recipe import load_recipe, parse_recipe
 from pipelines.run import run_recipe
@@ -68,18 +69,6 @@ def assert_clean(run_dir: RunDir) -> None:
     # never read (tables are `part-*.parquet`), so it cannot duplicate or lose a row.
     for orphan in run_dir.root.rglob(".tmp-*"):
         assert not orphan.name.startswith("part-")
-
-
-def kill_tree(pid: int) -> None:
-    try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
 
 
 def worker_processes(pid: int) -> list[psutil.Process]:

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
-import yaml
-
 import ray  # noqa: E402
+import yaml
+from _process_tools import kill_tree
 
 from curation.synthetic import write_synthetic_set  # noqa: E402
 from pipelines.recipe import RecipeError, load_recipe, parse_recipe  # noqa: E402
@@ -191,18 +189,6 @@ def test_unreachable_cluster_is_a_clear_error(tmp_path):
 
 
 # ---- a killed Ray run resumes without duplicates ---------------------------------------------
-def _kill_tree(pid: int) -> None:
-    """SIGKILL a process and every process it started (Ray's gcs/raylet/workers included)."""
-    try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-
 
 def test_killed_ray_run_resumes_without_duplicates(ray_session, tmp_path):
     write_synthetic_set(tmp_path / "videos", count=6, seed=21, n_scenes=3, scene_s=(3.0, 5.0))
@@ -229,7 +215,7 @@ def test_killed_ray_run_resumes_without_duplicates(ray_session, tmp_path):
             assert proc.poll() is None, "the Ray run finished before it could be killed"
             time.sleep(0.05)
     finally:
-        _kill_tree(proc.pid)
+        kill_tree(proc.pid)
         proc.wait()
     done_at_kill = killed.existing_parts("clips")
     assert 2 <= len(done_at_kill) < 6 and not killed.is_complete("clips"), "killed in the middle of segment"

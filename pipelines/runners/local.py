@@ -170,13 +170,7 @@ class LocalRunner:
         # A worker died: parts it took down with it are retried alone, and a part that still
         # crashes is split item by item, so only the item that crashes is lost (recorded failed).
         for part in retry:
-            rows = self._isolated(stage, part.rows, params, ctx)
-            if rows is None:
-                rows = []
-                for item in part.rows:
-                    one = self._isolated(stage, [item], params, ctx)
-                    rows.extend(one if one is not None else [_crash_row(stage, item, "worker_crashed", CRASH_MESSAGE)])
-            yield part, rows
+            yield part, rows_despite_crashes(stage, part, lambda items: self._isolated(stage, items, params, ctx))
 
     @staticmethod
     def _isolated(stage: Stage, items: list[dict], params: StageParams, ctx: StageContext) -> list[dict] | None:
@@ -188,6 +182,20 @@ class LocalRunner:
 
 
 CRASH_MESSAGE = "the worker process died while processing this item (decoder crash or out of memory)"
+
+
+def rows_despite_crashes(stage: Stage, part: Part, run_isolated) -> list[dict]:
+    """A part whose worker died: run it alone; if it still crashes, item by item, so that only the
+    crashing item is lost (recorded `worker_crashed`). `run_isolated(items)` returns the rows, or
+    None when its worker died. Shared by every runner."""
+    rows = run_isolated(part.rows)
+    if rows is not None:
+        return rows
+    rows = []
+    for item in part.rows:
+        one = run_isolated([item])
+        rows.extend(one if one is not None else [_crash_row(stage, item, "worker_crashed", CRASH_MESSAGE)])
+    return rows
 
 
 def summarize(run_dir: RunDir, table: str) -> dict:

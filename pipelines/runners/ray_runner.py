@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipelines.runners.local import CRASH_MESSAGE, LocalRunner, Part, _crash_row, call_stage_by_ref, stage_ref
+from pipelines.runners.local import LocalRunner, Part, call_stage_by_ref, rows_despite_crashes, stage_ref
 from pipelines.stage import Stage, StageContext, StageParams
 
 log = logging.getLogger(__name__)
@@ -202,13 +202,7 @@ class RayRunner(LocalRunner):
             for part in parts:
                 if part.name in written:
                     continue
-                rows = self._isolated_remote(stage, part.rows, params, ctx)
-                if rows is None:
-                    rows = []
-                    for item in part.rows:
-                        one = self._isolated_remote(stage, [item], params, ctx)
-                        rows.extend(one if one is not None else [_crash_row(stage, item, "worker_crashed", CRASH_MESSAGE)])
-                yield part, rows
+                yield part, rows_despite_crashes(stage, part, lambda items: self._isolated_remote(stage, items, params, ctx))
 
     def _isolated_remote(self, stage: Stage, items: list[dict], params: StageParams, ctx: StageContext) -> list[dict] | None:
         """Run items as one Ray task that is not retried; None when its worker dies."""
