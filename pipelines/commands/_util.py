@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import typer
@@ -46,5 +45,11 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def is_quiet() -> bool:
-    return not sys.stderr.isatty() and os.environ.get("VSTW_PROGRESS", "") == "0"
+def show_progress() -> bool:
+    """Progress bars unless VSTW_PROGRESS=0 (tests and scripts set it)."""
+    return os.environ.get("VSTW_PROGRESS", "1") != "0"
+
+
+def echo_line(line: str) -> None:
+    """One line of a run's summary, never wrapped (users grep these lines)."""
+    console.print(line, soft_wrap=True, highlight=False)

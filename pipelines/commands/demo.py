@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from pipelines.commands._util import console, fail, project_root, runs_root
+from pipelines.commands._util import console, echo_line, fail, project_root, runs_root, show_progress
 
 DEMO_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml"
 
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"[bold]demo[/]: recipe {recipe} -> run {name}")
         started = _start_embedded_teacher(parsed, root)
         try:
-            run_recipe(parsed, name, root, runs_root(), progress=os.environ.get("VSTW_PROGRESS", "1") != "0", echo=lambda line: console.print(line, soft_wrap=True, highlight=False))
+            run_recipe(parsed, name, root, runs_root(), progress=show_progress(), echo=echo_line)
         except RecipeError as err:
             fail(str(err))
         finally:

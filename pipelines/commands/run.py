@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from pipelines.commands._util import console, fail, project_root, resolve_run, runs_root
+from pipelines.commands._util import console, echo_line, fail, project_root, resolve_run, runs_root, show_progress
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +29,7 @@ def register(app: typer.Typer) -> None:
             parsed = load_recipe(recipe)
             name = run or f"{parsed.name}-{datetime.now():%Y%m%d-%H%M%S}"
             console.print(f"run [bold]{name}[/] -> {runs_root() / name}")
-            run_recipe(parsed, name, project_root(), runs_root(), progress=os.environ.get("VSTW_PROGRESS", "1") != "0", echo=lambda line: console.print(line, soft_wrap=True, highlight=False), until=until,
+            run_recipe(parsed, name, project_root(), runs_root(), progress=show_progress(), echo=echo_line, until=until,
                        runner_kind=runner, address=address)
         except RecipeError as err:
             fail(str(err))
