@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--apply-chains", type=int, default=100_000, help="size of the in-memory apply_reviews run")
     args = parser.parse_args()
 
-    run_dir = RunDir(resolve_run(args.run))
+    run_dir = RunDir(resolve_run(args.run, local=True))
     conn = connect_local_or_remote(home_dir(project_root()))
     chains = _copies(select_chains(run_dir), args.chains)
     title = f"benchmark {run_dir.name} {int(time.time())}"

@@ -3,6 +3,7 @@ second per stage and the peak memory (RSS) of the whole process tree (run + work
 
     .venv/bin/python benchmarks/soak.py [--videos 250 1000] [--runners local ray] [--workers 2]
     .venv/bin/python benchmarks/soak.py --teacher [--latency 0.02]   # + perceive..think, check, export
+    .venv/bin/python benchmarks/soak.py --s3                         # + the same runs into s3://
 
 Without --teacher: the stages of pipelines/recipes/demo.yaml as shipped. With --teacher: the
 teacher stages of demo.yaml plus check and export, against a local fake OpenAI-compatible
@@ -12,6 +13,9 @@ The videos (3-5 s, 96x64, 10 fps, two scenes each, with ground-truth annotation 
 once with curation/synthetic.py into data/soak/ and reused; the N-video corpus is the first N of
 them. Each run is a fresh `vstw run` process, so its memory is measured from a cold start. The
 point: peak memory must not grow with the corpus size (parts are streamed to disk).
+
+With --s3, each runner also runs with its run folder on S3 (`--runs-root s3://...`): a real S3
+HTTP API on 127.0.0.1 (moto's server, tests/_s3_fixtures.py), side by side with the local disk.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from curation.synthetic import write_synthetic_set  # noqa: E402
-from pipelines.rundir import RunDir  # noqa: E402
+from pipelines.rundir import RunDir, run_location  # noqa: E402
 
 SOAK_DIR = ROOT / "data" / "soak"
 VIDEO_KW = dict(n_scenes=2, scene_s=(1.5, 2.5), fps=10, width=96, height=64, max_objects=2)
@@ -103,21 +107,24 @@ class TreeMemory:
         self._thread.join()
 
 
-def run_once(n: int, runner: str, workers: int, part_size: int, out: Path, teacher_url: str | None = None) -> dict:
+def run_once(n: int, runner: str, workers: int, part_size: int, out: Path, teacher_url: str | None = None,
+             runs_root: str | None = None, env_extra: dict | None = None) -> dict:
     manifest = make_corpus(n)
     recipe = out / f"soak-{runner}-{n}.yaml"
     recipe.write_text(yaml.safe_dump(soak_recipe(manifest, runner, workers, part_size, teacher_url), sort_keys=False))
     run = f"soak-{runner}-{n}"
-    env = {**os.environ, "VSTW_RUNS": str(out / "runs"), "VSTW_HOME": str(ROOT), "VSTW_PROGRESS": "0"}
+    runs_root = runs_root or str(out / "runs")
+    env = {**os.environ, **(env_extra or {}), "VSTW_HOME": str(ROOT), "VSTW_PROGRESS": "0"}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(recipe), "--run", run], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(recipe), "--run", run, "--runs-root", runs_root],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     with TreeMemory(proc.pid) as mem:
         output, _ = proc.communicate()
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"run {run} failed:\n{output[-3000:]}")
-    run_dir = RunDir(out / "runs" / run)
+    os.environ.update(env_extra or {})  # the results are read back here, from the same place
+    run_dir = RunDir(run_location(runs_root, run))
     stages = {}
     for entry in yaml.safe_load(recipe.read_text())["stages"]:
         from pipelines.stages import REGISTRY
@@ -127,7 +134,8 @@ def run_once(n: int, runner: str, workers: int, part_size: int, out: Path, teach
         secs = s.get("seconds") or 0
         stages[entry["stage"]] = {"items": s.get("items"), "rows_ok": s.get("ok"), "rows_failed": s.get("failed"),
                                   "seconds": secs, "items_per_s": round(s["items"] / secs, 2) if secs else None}
-    return {"videos": n, "runner": runner, "wall_s": round(wall, 1), "peak_rss_mb": round(mem.peak / 2**20), "stages": stages}
+    where = "s3" if runs_root.startswith("s3://") else "disk"
+    return {"videos": n, "runner": runner, "run_folder": where, "wall_s": round(wall, 1), "peak_rss_mb": round(mem.peak / 2**20), "stages": stages}
 
 
 def main() -> None:
@@ -140,6 +148,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--teacher", action="store_true", help="also the teacher stages, check and export (fake local teacher)")
     ap.add_argument("--latency", type=float, default=0.02, help="--teacher: seconds per teacher request")
+    ap.add_argument("--s3", action="store_true", help="also each run with its run folder on S3 (a local S3 API)")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -150,22 +159,30 @@ def main() -> None:
     results = []
     with contextlib.ExitStack() as stack:
         teacher_url = None
+        sys.path.insert(0, str(ROOT / "tests"))
         if args.teacher:
-            sys.path.insert(0, str(ROOT / "tests"))
             from _teacher_fixtures import FakeTeacherServer
 
             teacher_url = stack.enter_context(FakeTeacherServer(latency_s=args.latency)).base_url
+        places: list[tuple[str | None, dict]] = [(None, {})]
+        if args.s3:
+            from _s3_fixtures import LocalS3
+
+            s3 = stack.enter_context(LocalS3())
+            places.append((f"s3://{s3.new_bucket()}/runs", s3.env))
         for runner in args.runners:
             for n in args.videos:
-                r = run_once(n, runner, args.workers, args.part_size, out, teacher_url)
-                results.append(r)
-                per_stage = ", ".join(f"{k} {v['items_per_s']}/s" for k, v in r["stages"].items())
-                print(f"{runner:>5} {n:>5} videos: wall {r['wall_s']:>7.1f} s, peak RSS {r['peak_rss_mb']:>5} MB, {per_stage}", flush=True)
+                for runs_root, env_extra in places:
+                    r = run_once(n, runner, args.workers, args.part_size, out, teacher_url, runs_root, env_extra)
+                    results.append(r)
+                    per_stage = ", ".join(f"{k} {v['items_per_s']}/s" for k, v in r["stages"].items())
+                    print(f"{runner:>5} {r['run_folder']:>4} {n:>5} videos: wall {r['wall_s']:>7.1f} s, "
+                          f"peak RSS {r['peak_rss_mb']:>5} MB, {per_stage}", flush=True)
     print(f"\nmachine: {platform.platform()}, {os.cpu_count()} cores (shared), python {platform.python_version()}")
-    print("| runner | videos | wall s | peak RSS MB (process tree) | " + " | ".join(f"{s} items/s" for s in results[0]["stages"]) + " |")
-    print("| --- | --- | --- | --- | " + " | ".join("---" for _ in results[0]["stages"]) + " |")
+    print("| runner | run folder | videos | wall s | peak RSS MB (process tree) | " + " | ".join(f"{s} items/s" for s in results[0]["stages"]) + " |")
+    print("| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in results[0]["stages"]) + " |")
     for r in results:
-        print(f"| {r['runner']} | {r['videos']} | {r['wall_s']} | {r['peak_rss_mb']} | "
+        print(f"| {r['runner']} | {r['run_folder']} | {r['videos']} | {r['wall_s']} | {r['peak_rss_mb']} | "
               + " | ".join(str(v["items_per_s"]) for v in r["stages"].values()) + " |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -11,7 +11,7 @@ import yaml
 
 from pipelines.inputs import list_inputs
 from pipelines.recipe import Recipe, RecipeError
-from pipelines.rundir import RunDir, atomic_write_bytes
+from pipelines.rundir import RunDir, run_location
 from pipelines.runners.ray_runner import runner_from_spec
 from pipelines.stage import StageContext
 from pipelines.stages import REGISTRY
@@ -33,21 +33,20 @@ def _recipe_data(recipe: Recipe) -> dict:
     return recipe.model_dump(mode="json", exclude={"runner"})
 
 
-def prepare_run_dir(recipe: Recipe, runs_root: Path, run_name: str) -> RunDir:
-    """Create the run folder, or check that an existing one was made by the same recipe."""
-    run_dir = RunDir(runs_root / run_name)
+def prepare_run_dir(recipe: Recipe, runs_root: Path | str, run_name: str) -> RunDir:
+    """Create the run folder (local or a URI), or check that an existing one was made by the
+    same recipe."""
+    run_dir = RunDir(run_location(runs_root, run_name))
     wanted = _recipe_data(recipe)
-    if run_dir.recipe_path.exists():
-        existing = yaml.safe_load(run_dir.recipe_path.read_text()) or {}
-        if existing.get("recipe") != wanted:
+    if run_dir.has_recipe():
+        if run_dir.read_recipe().get("recipe") != wanted:
             raise RecipeError(
                 f"run {run_name!r} in {runs_root} was made with a different recipe; "
                 f"resume it with the same recipe, or start a new run with --run NEW_NAME"
             )
         return run_dir
-    run_dir.root.mkdir(parents=True, exist_ok=True)
     doc = {"recipe": wanted, "runner": recipe.runner.model_dump(mode="json"), "versions": package_versions()}
-    atomic_write_bytes(run_dir.recipe_path, yaml.safe_dump(doc, sort_keys=False).encode())
+    run_dir.write_bytes("recipe.yaml", yaml.safe_dump(doc, sort_keys=False).encode())
     return run_dir
 
 
@@ -55,7 +54,7 @@ def run_recipe(
     recipe: Recipe,
     run_name: str,
     project_root: Path,
-    runs_root: Path | None = None,
+    runs_root: Path | str | None = None,
     progress: bool = True,
     echo=print,
     until: str | None = None,
@@ -95,7 +94,7 @@ def with_runner(recipe: Recipe, kind: str | None, address: str | None) -> Recipe
 
 
 def _run_stages(recipe: Recipe, run_name: str, run_dir: RunDir, runner, project_root: Path, echo, until: str | None) -> dict[str, dict]:
-    ctx = StageContext(run=run_name, run_root=run_dir.root, project_root=project_root, recipe=recipe.model_dump(mode="json"))
+    ctx = StageContext(run=run_name, run_root=run_dir.uri, project_root=project_root, recipe=recipe.model_dump(mode="json"))
     summaries: dict[str, dict] = {}
     for params in recipe.stages:
         stage = REGISTRY[params.stage]
@@ -125,9 +124,9 @@ def run_status(run_dir: RunDir) -> list[dict]:
     """Per table of the run: parts done / planned, rows ok/failed by reason, complete or not."""
     from pipelines.runners.local import summarize
 
-    if not run_dir.recipe_path.exists():
-        raise FileNotFoundError(f"{run_dir.root} is not a run folder (no recipe.yaml)")
-    doc = yaml.safe_load(run_dir.recipe_path.read_text())
+    if not run_dir.has_recipe():
+        raise FileNotFoundError(f"{run_dir.uri} is not a run folder (no recipe.yaml)")
+    doc = run_dir.read_recipe()
     out = []
     for entry in doc["recipe"]["stages"]:
         stage = REGISTRY.get(entry["stage"])

@@ -1,26 +1,108 @@
 """The run directory: one folder per run, one sub-folder of Parquet parts per table.
 
-    data/runs/<run>/recipe.yaml         the resolved recipe, with package versions
-    data/runs/<run>/<table>/part-*.parquet
-    data/runs/<run>/<table>/_parts.json the parts the stage will write (written before it starts)
-    data/runs/<run>/<table>/_SUCCESS.json  written last: the stage is complete
+    <runs>/<run>/recipe.yaml            the resolved recipe, with package versions
+    <runs>/<run>/<table>/part-*.parquet
+    <runs>/<run>/<table>/_parts.json    the parts the stage will write (written before it starts)
+    <runs>/<run>/<table>/_SUCCESS.json  written last: the stage is complete
 
-Writes are atomic (temp file + rename in the same folder), so a killed run leaves either a whole
+A run folder is a local path or a URI of any filesystem pyarrow or fsspec knows: `s3://bucket/runs/x`
+(pyarrow's S3, credentials and endpoint from the usual AWS_* variables), `gs://`, `hdfs://`,
+`file://`, or an fsspec protocol such as `memory://` (through pyarrow's FSSpecHandler). Every read
+and write of the run's tables goes through one `pyarrow.fs.FileSystem`, so the layout is the same
+everywhere.
+
+Writes are atomic: on a local disk, temp file + rename in the same folder; on an object store, one
+PUT of the whole object (an object appears whole or not at all). A killed run leaves either a whole
 part or none, and a resumed run never duplicates a row.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import posixpath
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from curation.schemas import TABLES
+
+
+def is_uri(location: str | Path) -> bool:
+    return "://" in str(location)
+
+
+def filesystem_for(location: str | Path) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a local path or a URI."""
+    text = str(location)
+    if not is_uri(text):
+        return pafs.LocalFileSystem(), str(Path(text).expanduser().absolute())
+    if urlsplit(text).password or "secret_key=" in text.lower():
+        # the run's URI is printed, logged and stored in the run: no place for a secret
+        raise ValueError(f"{urlsplit(text).scheme}:// URI with credentials in it: give them in the environment "
+                         "(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), never in the run's address")
+    try:
+        fs, path = pafs.FileSystem.from_uri(text)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        try:
+            import fsspec
+        except ImportError:  # pragma: no cover - fsspec comes with `datasets`
+            raise ValueError(f"{text}: pyarrow does not know this filesystem and fsspec is not installed") from None
+        try:
+            ffs, path = fsspec.core.url_to_fs(text)
+        except (ImportError, ValueError) as err:
+            raise ValueError(f"{text}: no filesystem for this URI ({err})") from None
+        fs = pafs.PyFileSystem(pafs.FSSpecHandler(ffs))
+    return fs, path.rstrip("/")
+
+
+def is_local(fs: pafs.FileSystem) -> bool:
+    return isinstance(fs, pafs.LocalFileSystem)
+
+
+def write_file(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write a whole file atomically: temp + rename on a local disk, one PUT elsewhere."""
+    if is_local(fs):
+        atomic_write_bytes(Path(path), data)
+        return
+    ensure_parent(fs, path)
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+
+
+def ensure_parent(fs: pafs.FileSystem, path: str) -> None:
+    """Object stores have no folders (creating one would add a marker object per write); other
+    filesystems (local, fsspec's memory://, HDFS) need the parent to exist."""
+    if not isinstance(fs, (pafs.S3FileSystem, pafs.GcsFileSystem)):
+        fs.create_dir(posixpath.dirname(path), recursive=True)
+
+
+def read_file(fs: pafs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as src:
+        return src.read()
+
+
+def file_exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def list_files(fs: pafs.FileSystem, folder: str, recursive: bool = False) -> list[pafs.FileInfo]:
+    """The files in a folder (nothing when it does not exist)."""
+    infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True, recursive=recursive))
+    return [i for i in infos if i.type == pafs.FileType.File]
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -37,35 +119,81 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+    atomic_write_bytes(path, json_bytes(obj))
 
 
 def atomic_write_parquet(path: Path, table: pa.Table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, parquet_bytes(table))
+
+
+class RemoteRunError(ValueError):
+    """A command that needs the run on a local disk was given a remote run."""
 
 
 class RunDir:
-    """Paths and table access for one run. Knows nothing about stages or recipes."""
+    """Paths and table access for one run. Knows nothing about stages or recipes.
 
-    def __init__(self, root: Path | str):
-        self.root = Path(root)
-        self.name = self.root.name
+    `uri` names the run wherever it is; `fs` + `base` reach it. The `Path` attributes (`root`,
+    `table_dir`, ...) exist for local runs only: tools that hand paths to other programs (DuckDB's
+    `read_parquet`, Label Studio, the trainer) use them; the pipeline itself uses the methods."""
 
-    # ---- layout -------------------------------------------------------------------------
+    def __init__(self, location: Path | str):
+        self.fs, self.base = filesystem_for(location)
+        self.is_local = is_local(self.fs)
+        self.uri = self.base if self.is_local else str(location).rstrip("/")
+        self.name = posixpath.basename(self.base)
+
+    def __repr__(self) -> str:
+        return f"RunDir({self.uri!r})"
+
+    def path(self, *parts: str) -> str:
+        """A path inside the run, for `self.fs`."""
+        return posixpath.join(self.base, *parts)
+
+    # ---- files --------------------------------------------------------------------------
+    def exists(self, *parts: str) -> bool:
+        return file_exists(self.fs, self.path(*parts))
+
+    def read_bytes(self, *parts: str) -> bytes:
+        return read_file(self.fs, self.path(*parts))
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        write_file(self.fs, self.path(rel), data)
+
+    def write_json(self, rel: str, obj: Any) -> None:
+        self.write_bytes(rel, json_bytes(obj))
+
+    def read_json(self, rel: str) -> Any | None:
+        return json.loads(self.read_bytes(rel)) if self.exists(rel) else None
+
+    def files(self, rel: str, recursive: bool = False) -> list[str]:
+        """Paths (for `self.fs`) of the files under a folder of the run, sorted."""
+        return sorted(i.path for i in list_files(self.fs, self.path(rel), recursive))
+
+    def delete(self, rel: str) -> None:
+        if self.exists(rel):
+            self.fs.delete_file(self.path(rel))
+
+    # ---- local paths (local runs only) --------------------------------------------------
+    @property
+    def root(self) -> Path:
+        if not self.is_local:
+            raise RemoteRunError(f"{self.uri} is not on this machine's disk; this needs a local run folder")
+        return Path(self.base)
+
     def table_dir(self, table: str) -> Path:
         return self.root / table
 
     def part_path(self, table: str, part: str) -> Path:
         return self.table_dir(table) / f"{part}.parquet"
+
+    def success_path(self, table: str) -> Path:
+        return self.table_dir(table) / "_SUCCESS.json"
 
     @property
     def recipe_path(self) -> Path:
@@ -84,63 +212,113 @@ class RunDir:
         return self.root / "reports"
 
     # ---- parts --------------------------------------------------------------------------
-    def existing_parts(self, table: str) -> set[str]:
-        folder = self.table_dir(table)
-        if not folder.is_dir():
-            return set()
-        return {p.stem for p in folder.glob("part-*.parquet")}
+    def part_files(self, table: str) -> list[str]:
+        return [p for p in self.files(table) if _is_part(p)]
 
-    def write_part(self, table: str, part: str, table_data: pa.Table) -> Path:
-        path = self.part_path(table, part)
-        atomic_write_parquet(path, table_data)
-        return path
+    def existing_parts(self, table: str) -> set[str]:
+        return {posixpath.basename(p)[: -len(".parquet")] for p in self.part_files(table)}
+
+    def write_part(self, table: str, part: str, table_data: pa.Table) -> None:
+        self.write_bytes(f"{table}/{part}.parquet", parquet_bytes(table_data))
 
     def remove_stale_parts(self, table: str, keep: set[str]) -> list[str]:
         """Parts left by an earlier partitioning of the same stage (never read twice)."""
         stale = sorted(self.existing_parts(table) - keep)
         for part in stale:
-            self.part_path(table, part).unlink(missing_ok=True)
-        # a write killed half-way leaves its temp file: never read as data, but not kept either
-        if self.table_dir(table).is_dir():
-            for tmp in self.table_dir(table).glob(".tmp-*"):
-                tmp.unlink(missing_ok=True)
+            self.delete(f"{table}/{part}.parquet")
+        # a local write killed half-way leaves its temp file: never read as data, but not kept
+        for path in self.files(table):
+            if posixpath.basename(path).startswith(".tmp-"):
+                self.fs.delete_file(path)
         return stale
 
     # ---- markers ------------------------------------------------------------------------
-    def success_path(self, table: str) -> Path:
-        return self.table_dir(table) / "_SUCCESS.json"
-
-    def parts_plan_path(self, table: str) -> Path:
-        return self.table_dir(table) / "_parts.json"
-
     def is_complete(self, table: str) -> bool:
-        return self.success_path(table).exists()
+        return self.exists(table, "_SUCCESS.json")
 
     def read_success(self, table: str) -> dict | None:
-        path = self.success_path(table)
-        return json.loads(path.read_text()) if path.exists() else None
+        return self.read_json(f"{table}/_SUCCESS.json")
+
+    def write_success(self, table: str, summary: dict) -> None:
+        self.write_json(f"{table}/_SUCCESS.json", summary)
 
     def read_plan(self, table: str) -> dict | None:
-        path = self.parts_plan_path(table)
-        return json.loads(path.read_text()) if path.exists() else None
+        return self.read_json(f"{table}/_parts.json")
+
+    def write_plan(self, table: str, plan: dict) -> None:
+        self.write_json(f"{table}/_parts.json", plan)
+
+    # ---- the recipe ---------------------------------------------------------------------
+    def has_recipe(self) -> bool:
+        return self.exists("recipe.yaml")
+
+    def read_recipe(self) -> dict:
+        import yaml
+
+        return yaml.safe_load(self.read_bytes("recipe.yaml")) or {}
 
     # ---- reading ------------------------------------------------------------------------
     def has_table(self, table: str) -> bool:
-        return bool(self.existing_parts(table))
+        return bool(self.part_files(table))
+
+    def read_part(self, path: str) -> pa.Table:
+        """One part file (a path from `part_files`), with the table's schema when known."""
+        table = posixpath.basename(posixpath.dirname(path))
+        return pq.read_table(path, filesystem=self.fs, schema=TABLES.get(table))
 
     def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """All parts of a table (schema from curation.schemas when known); empty when none."""
         schema = TABLES.get(table)
-        files = sorted(self.table_dir(table).glob("part-*.parquet")) if self.table_dir(table).is_dir() else []
+        files = self.part_files(table)
         if not files:
             if schema is None:
-                raise FileNotFoundError(f"table {table!r} has no parts in {self.root}")
+                raise FileNotFoundError(f"table {table!r} has no parts in {self.uri}")
             empty = schema.empty_table()
             return empty.select(columns) if columns else empty
         import pyarrow.dataset as ds  # imported here: it pulls in pandas, slow for worker start-up
 
-        dataset = ds.dataset([str(f) for f in files], format="parquet", schema=schema)
+        dataset = ds.dataset(files, format="parquet", schema=schema, filesystem=self.fs)
         return dataset.to_table(columns=columns)
 
     def read_rows(self, table: str, columns: list[str] | None = None) -> list[dict]:
         return self.read_table(table, columns).to_pylist()
+
+    # ---- whole folders ------------------------------------------------------------------
+    def upload_dir(self, local: Path, rel: str, skip_same_size: tuple[str, ...] = ()) -> None:
+        """Copy a local folder into the run (remote runs build their exports locally first).
+        Files under `skip_same_size` sub-folders (videos) are not sent again when the copy there
+        already has the same size; files the new folder no longer has are removed."""
+        target = self.path(rel)
+        remote = {posixpath.relpath(i.path, target): i.size for i in list_files(self.fs, target, recursive=True)}
+        wanted: set[str] = set()
+        for src in sorted(p for p in local.rglob("*") if p.is_file()):
+            name = src.relative_to(local).as_posix()
+            wanted.add(name)
+            if name.split("/", 1)[0] in skip_same_size and remote.get(name) == src.stat().st_size:
+                continue
+            dest = posixpath.join(target, name)
+            ensure_parent(self.fs, dest)
+            with src.open("rb") as fh, self.fs.open_output_stream(dest) as out:
+                shutil.copyfileobj(fh, out, 8 << 20)  # one PUT per file; videos are streamed
+        for name in sorted(set(remote) - wanted):
+            self.fs.delete_file(posixpath.join(target, name))
+
+
+def pull_run(run_dir: RunDir, dest: Path) -> int:
+    """Copy a (remote) run folder to a local folder, whole; returns the number of files. Tools
+    that need local paths (DuckDB's views, Label Studio, the trainer) then work on the copy."""
+    files = list_files(run_dir.fs, run_dir.base, recursive=True)
+    pafs.copy_files(run_dir.base, str(dest), source_filesystem=run_dir.fs,
+                    destination_filesystem=pafs.LocalFileSystem(), use_threads=True)
+    return len(files)
+
+
+def _is_part(path: str) -> bool:
+    name = posixpath.basename(path)
+    return name.startswith("part-") and name.endswith(".parquet")
+
+
+def run_location(runs_root: Path | str, run_name: str) -> str:
+    """<runs_root>/<run_name>, for a local folder or a URI."""
+    root = str(runs_root).rstrip("/")
+    return f"{root}/{run_name}" if is_uri(root) else str(Path(root) / run_name)

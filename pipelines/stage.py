@@ -26,7 +26,7 @@ class StageContext:
     """What a stage function may know about where it runs (all plain, picklable values)."""
 
     run: str
-    run_root: Path
+    run_root: str  # the run folder: a local path or a URI (pipelines/rundir.py)
     project_root: Path
     recipe: dict = field(default_factory=dict)  # the resolved recipe as plain data
 

@@ -20,6 +20,7 @@ import re
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Callable
 
 FAULT = re.compile(r"\[\[fault:(\w+):(\d+)\]\]")
@@ -198,3 +199,15 @@ class FakeTeacherServer:
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+
+def synthetic_manifest(samples_dir: Path, folder: Path, count: int = 2) -> Path:
+    """A manifest of the first `count` synthetic samples (their ground truth as annotations),
+    with absolute paths, written into `folder`: a short teacher pipeline for tests."""
+    lines = (samples_dir / "manifest.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines if '"synthetic' in line][:count]
+    for row in rows:
+        row["path"], row["annotations_file"] = str(samples_dir / row["path"]), str(samples_dir / row["annotations_file"])
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return manifest

@@ -7,7 +7,6 @@ never lands in the run folder, the exports or the logs."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import yaml
-from _process_tools import kill_tree
+from _process_tools import canonical, kill_tree
 from _teacher_fixtures import FakeTeacherServer
 
 from curation.schemas import TABLES
@@ -35,13 +34,6 @@ FAKE_KEY = "sk-chaos-FAKE-0123456789abcdef"
 # Per-request bookkeeping of the teacher (latency, retries, cache hits) differs between a disturbed
 # and an undisturbed run by nature; the data tables must not.
 VOLATILE_TABLES = {"teacher_usage"}
-
-
-def canonical(run_dir: RunDir, table: str) -> list[str]:
-    rows = run_dir.read_rows(table)
-    for row in rows:
-        row.pop("run", None)
-    return sorted(json.dumps(r, sort_keys=True, default=str) for r in rows)
 
 
 def tables_of(run_dir: RunDir) -> list[str]:
@@ -116,7 +108,7 @@ class Controller:
                     kill_tree(proc.pid)
                     self.kills.append((stage, "run at stage end", done))
                     break
-                plan = run_dir.read_plan(table) if run_dir.parts_plan_path(table).exists() else None
+                plan = run_dir.read_plan(table)
                 if plan and planned is None:
                     # kill once `planned` parts exist: at least one more than now (every run makes
                     # progress), at most half of what is left

@@ -8,20 +8,19 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import ray  # noqa: E402
 import yaml
-from _process_tools import kill_tree
+from _process_tools import canonical, kill_when_parts
 
 from curation.synthetic import write_synthetic_set  # noqa: E402
 from pipelines.recipe import RecipeError, load_recipe, parse_recipe  # noqa: E402
 from pipelines.run import run_recipe  # noqa: E402
 from pipelines.rundir import RunDir  # noqa: E402
 from pipelines.runners.local import LocalRunner  # noqa: E402
-from pipelines.runners.ray_runner import RayRunner  # noqa: E402
+from pipelines.runners.ray_runner import RayRunner, start_local_ray  # noqa: E402
 from pipelines.stage import Stage, StageContext, StageParams  # noqa: E402
 from pipelines.stages import REGISTRY  # noqa: E402
 
@@ -33,18 +32,10 @@ VSTW = [sys.executable, "-m", "pipelines.cli"]
 def ray_session():
     # Workers import this module by name (the crashing stage below), hence tests/ on their path.
     path = os.pathsep.join([str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
-             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    start_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
+                    runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield
     ray.shutdown()
-
-
-def canonical(run_dir: RunDir, table: str) -> list[str]:
-    """A table as sorted JSON lines, without the `run` column: comparable across runs/runners."""
-    rows = run_dir.read_rows(table)
-    for row in rows:
-        row.pop("run", None)
-    return sorted(json.dumps(r, sort_keys=True, default=str) for r in rows)
 
 
 def tables_of(run_dir: RunDir) -> list[str]:
@@ -206,18 +197,8 @@ def test_killed_ray_run_resumes_without_duplicates(ray_session, tmp_path):
 
     env = {**os.environ, "VSTW_RUNS": str(runs), "VSTW_HOME": str(ROOT), "VSTW_PROGRESS": "0"}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen([*VSTW, "run", str(recipe_path), "--run", "killed"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     killed = RunDir(runs / "killed")
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and len(killed.existing_parts("clips")) < 2:
-            assert proc.poll() is None, "the Ray run finished before it could be killed"
-            time.sleep(0.05)
-    finally:
-        kill_tree(proc.pid)
-        proc.wait()
-    done_at_kill = killed.existing_parts("clips")
+    done_at_kill = kill_when_parts([*VSTW, "run", str(recipe_path), "--run", "killed"], env, killed, "clips", parts=2)
     assert 2 <= len(done_at_kill) < 6 and not killed.is_complete("clips"), "killed in the middle of segment"
 
     run_recipe(parse_recipe(data), "killed", ROOT, runs, progress=False, echo=lambda *_: None)  # resumed under Ray
@@ -232,16 +213,11 @@ def test_killed_ray_run_resumes_without_duplicates(ray_session, tmp_path):
 
 # ---- teacher stages (io: actor pools with threads) give the local tables ------------------------
 def test_teacher_stages_give_identical_tables_under_ray(ray_session, samples, tmp_path):
-    from _teacher_fixtures import FakeTeacherServer
+    from _teacher_fixtures import FakeTeacherServer, synthetic_manifest
 
     runs = tmp_path / "runs"
     # two synthetic samples (with their ground truth as annotations) keep this test short
-    samples_dir = ROOT / "data" / "samples"
-    rows = [json.loads(line) for line in (samples_dir / "manifest.jsonl").read_text().splitlines() if '"synthetic' in line][:2]
-    for row in rows:  # absolute paths: the manifest lives in tmp_path
-        row["path"], row["annotations_file"] = str(samples_dir / row["path"]), str(samples_dir / row["annotations_file"])
-    manifest = tmp_path / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    manifest = synthetic_manifest(ROOT / "data" / "samples", tmp_path, count=2)
     with FakeTeacherServer() as teacher:
         data = {
             "name": "ray-teacher",
@@ -266,3 +242,35 @@ def test_teacher_stages_give_identical_tables_under_ray(ray_session, samples, tm
     # (in parallel actors under Ray): compare the calls, not where the cache answered them.
     usage = lambda d: sorted((r["stage"], r["status"]) for r in d.read_rows("teacher_usage"))  # noqa: E731
     assert usage(a) == usage(b)
+
+
+# ---- a local Ray listens on loopback only ------------------------------------------------------
+LISTENERS = """
+import json, os, psutil
+from pipelines.runners.ray_runner import RayRunner
+runner = RayRunner(workers=1, progress=False)
+runner.connect()
+import ray, ray.data
+assert ray.data.range(8).map_batches(lambda b: {"id": b["id"] + 1}).sum("id") == 36  # workers started
+me = psutil.Process(os.getpid())
+found = []
+for proc in [me, *me.children(recursive=True)]:
+    try:
+        found += [[proc.name(), c.laddr.ip, c.laddr.port] for c in proc.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    except psutil.NoSuchProcess:
+        pass
+runner.close()
+print(json.dumps(found))
+"""
+
+
+def test_local_ray_servers_listen_on_loopback_only(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    result = subprocess.run([sys.executable, "-c", LISTENERS], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    listeners = json.loads(result.stdout.strip().splitlines()[-1])
+    names = {name for name, _, _ in listeners}
+    assert any("gcs_server" in n for n in names) and any("raylet" in n for n in names), names  # Ray's servers were seen
+    exposed = [entry for entry in listeners if entry[1] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
+    assert not exposed, f"listening beyond loopback: {exposed}"

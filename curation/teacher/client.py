@@ -345,11 +345,11 @@ _CLIENTS: dict[tuple, TeacherClient] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
-def shared_client(config: TeacherConfig, cache_dir: Path | str, scope: str, base_urls: dict[str, str] | None = None) -> TeacherClient:
+def shared_client(config: TeacherConfig, cache: ReplyCache, scope: str, base_urls: dict[str, str] | None = None) -> TeacherClient:
     """The process's client for this (scope, configuration): one semaphore and one budget per
     run (scope = the run folder), whichever thread asks."""
-    key = (scope, config.fingerprint(), str(cache_dir), tuple(sorted((base_urls or {}).items())))
+    key = (scope, config.fingerprint(), cache.location, tuple(sorted((base_urls or {}).items())))
     with _CLIENTS_LOCK:
         if key not in _CLIENTS:
-            _CLIENTS[key] = TeacherClient(config, ReplyCache(cache_dir), base_urls)
+            _CLIENTS[key] = TeacherClient(config, cache, base_urls)
         return _CLIENTS[key]

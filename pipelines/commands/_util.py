@@ -28,8 +28,14 @@ def runs_root() -> Path:
     return Path(os.environ.get("VSTW_RUNS", project_root() / "data" / "runs")).resolve()
 
 
-def resolve_run(run: str) -> Path:
-    """A run name (under the runs folder) or a path to a run folder."""
+def resolve_run(run: str, local: bool = False) -> Path | str:
+    """A run name (under the runs folder), a path to a run folder, or a run's URI (s3://...).
+    `local`: the command needs the run on this machine's disk (a URI is refused, with the way
+    to copy the run here)."""
+    if "://" in run:
+        if local:
+            fail(f"{run} is not on this machine's disk; copy it here first: vstw pull {run}")
+        return run.rstrip("/")
     candidate = Path(run)
     if candidate.is_dir():
         return candidate.resolve()

@@ -71,7 +71,7 @@ def push_cmd(
     from annotation.push import push_chains, select_chains
     from pipelines.rundir import RunDir
 
-    run_dir = RunDir(resolve_run(run))
+    run_dir = RunDir(resolve_run(run, local=True))
     conn = _connect(url, document_root)
     try:
         chains = select_chains(run_dir, where, sample, seed)
@@ -98,7 +98,7 @@ def pull_cmd(
     from annotation.pull import pull_reviews
     from pipelines.rundir import RunDir
 
-    run_dir = RunDir(resolve_run(run))
+    run_dir = RunDir(resolve_run(run, local=True))
     conn = _connect(url, None)
     try:
         summary = pull_reviews(conn, run_dir, project)
@@ -123,7 +123,7 @@ def summary_cmd(run: str = typer.Argument(..., help="run name or folder")):
     from annotation.summary import review_summary
     from pipelines.rundir import RunDir
 
-    console.print_json(json.dumps(review_summary(RunDir(resolve_run(run)))))
+    console.print_json(json.dumps(review_summary(RunDir(resolve_run(run, local=True)))))
 
 
 def register(app: typer.Typer) -> None:

@@ -19,23 +19,51 @@ def register(app: typer.Typer) -> None:
         until: str = typer.Option(None, "--until", help="stop after this stage"),
         runner: str = typer.Option(None, "--runner", help="local or ray (default: the recipe's runner.kind)"),
         address: str = typer.Option(None, "--address", help="ray: cluster address, e.g. auto or ray://HOST:10001 (docs/cluster.md)"),
+        runs: str = typer.Option(None, "--runs-root", help="where run folders go: a folder or a URI such as s3://bucket/runs (default: $VSTW_RUNS, else data/runs)"),
     ):
-        """Run (or resume) a recipe into data/runs/RUN."""
+        """Run (or resume) a recipe into data/runs/RUN (or RUNS_ROOT/RUN)."""
         from pipelines.recipe import RecipeError, load_recipe
+        from pipelines.rundir import RunDir, is_uri, run_location
         from pipelines.run import run_recipe
         from pipelines.runners.ray_runner import RayRunnerError
 
+        where = ""
         try:
             parsed = load_recipe(recipe)
             name = run or f"{parsed.name}-{datetime.now():%Y%m%d-%H%M%S}"
-            console.print(f"run [bold]{name}[/] -> {runs_root() / name}")
-            run_recipe(parsed, name, project_root(), runs_root(), progress=show_progress(), echo=echo_line, until=until,
+            target = run_location(runs or runs_root(), name)
+            RunDir(target)  # a URI with a credential in it is refused here, before it is printed
+            where = target
+            console.print(f"run [bold]{name}[/] -> {where}")
+            run_recipe(parsed, name, project_root(), runs or runs_root(), progress=show_progress(), echo=echo_line, until=until,
                        runner_kind=runner, address=address)
-        except RecipeError as err:
+        except (RecipeError, RayRunnerError) as err:
             fail(str(err))
-        except RayRunnerError as err:
-            fail(str(err))
-        console.print(f"done: {runs_root() / name}")
+        except (OSError, ValueError) as err:  # an unreachable or unknown remote filesystem
+            if not is_uri(runs or ""):
+                raise
+            fail(f"cannot use {where or 'the runs root'}: {str(err).splitlines()[0]}")
+        console.print(f"done: {where}")
+
+    @app.command("pull")
+    def pull_cmd(
+        uri: str = typer.Argument(..., help="a run folder elsewhere, e.g. s3://bucket/runs/demo"),
+        to: Path = typer.Option(None, "--to", help="the local runs folder (default: data/runs, or $VSTW_RUNS)"),
+    ):
+        """Copy a remote run here, whole, so that vstw sql / stats / review / train can use it."""
+        from pipelines.rundir import RunDir, pull_run
+
+        run_dir = RunDir(uri)
+        dest = (to or runs_root()) / run_dir.name
+        try:
+            if not run_dir.has_recipe():
+                fail(f"{run_dir.uri} is not a run folder (no recipe.yaml)")
+            if dest.exists() and RunDir(dest).has_recipe() and RunDir(dest).read_recipe() != run_dir.read_recipe():
+                fail(f"{dest} holds another run of the same name; pull with --to ANOTHER_FOLDER")
+            n = pull_run(run_dir, dest)
+        except (OSError, ValueError) as err:
+            fail(f"cannot copy {uri}: {str(err).splitlines()[0]}")
+        console.print(f"copied {n} files: {run_dir.uri} -> {dest}")
 
     @app.command("status")
     def status_cmd(run: str = typer.Argument(..., help="run name or folder")):

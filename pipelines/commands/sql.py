@@ -43,7 +43,7 @@ def open_cli_catalog(run: str | None, all_runs: bool):
     if run and all_runs:
         fail("give either a run or --all, not both")
     if run:
-        scope = run_scope(resolve_run(run))
+        scope = run_scope(resolve_run(run, local=True))
     else:
         if not runs_root().is_dir():
             fail(f"no runs folder at {runs_root()}; make a run first: vstw run pipelines/recipes/demo.yaml --run NAME")

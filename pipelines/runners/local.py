@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from curation.schemas import TABLES, to_table
-from pipelines.rundir import RunDir, atomic_write_json
+from pipelines.rundir import RunDir
 from pipelines.stage import Stage, StageContext, StageParams, failed
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class LocalRunner:
         selected = [r for r in inputs if stage.select(r)]
         parts = plan_parts(selected, stage.key, self.part_size)
         plan = {p.name: len(p.rows) for p in parts}
-        atomic_write_json(run_dir.parts_plan_path(table), {"stage": stage.name, "parts": plan})
+        run_dir.write_plan(table, {"stage": stage.name, "parts": plan})
         run_dir.remove_stale_parts(table, set(plan))
         done = run_dir.existing_parts(table)
         pending = [p for p in parts if p.name not in done]
@@ -141,7 +141,7 @@ class LocalRunner:
             "items": len(selected),
             "seconds": round(time.monotonic() - started, 3),
         }
-        atomic_write_json(run_dir.success_path(table), summary)
+        run_dir.write_success(table, summary)
         return summary
 
     # -------------------------------------------------------------------------------------

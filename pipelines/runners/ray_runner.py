@@ -25,6 +25,7 @@ import logging
 import os
 import pickle
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -56,6 +57,31 @@ class _PartWorker:
 
     def __call__(self, batch: dict) -> dict:
         return _run_part(batch, *self.args)
+
+
+@contextmanager
+def loopback_only():
+    """While a local Ray starts: keep its node on 127.0.0.1, so that every server it starts (GCS,
+    raylet, workers, agents) listens on loopback only. Ray turns a node address of 127.0.0.1
+    into the machine's network address unless it runs in its single-machine mode (the one it
+    uses on macOS and Windows, switched by RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read when Ray is
+    imported; hence the constant itself). tests/test_ray_runner.py checks the sockets."""
+    import ray._private.ray_constants as constants
+
+    saved = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = saved
+
+
+def start_local_ray(**kwargs) -> None:
+    """ray.init for a Ray on this machine only (no address), on 127.0.0.1."""
+    import ray
+
+    with loopback_only():
+        ray.init(_node_ip_address="127.0.0.1", **kwargs)
 
 
 def _import_ray():
@@ -104,11 +130,13 @@ class RayRunner(LocalRunner):
                 kwargs["runtime_env"] = {"py_modules": [str(self.project_root / "curation"), str(self.project_root / "pipelines")]}
         else:
             kwargs["num_cpus"] = self.workers
-            kwargs["_node_ip_address"] = "127.0.0.1"  # a local Ray is for this machine only
             if self.object_store_mb:
                 kwargs["object_store_memory"] = self.object_store_mb * 1024 * 1024
         try:
-            ray.init(**kwargs)
+            if self.address:
+                ray.init(**kwargs)
+            else:  # a local Ray is for this machine only
+                start_local_ray(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as err:
             where = self.address or "a local Ray"
             raise RayRunnerError(f"cannot start or reach Ray at {where}: {str(err).splitlines()[0]}") from None

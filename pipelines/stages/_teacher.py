@@ -7,20 +7,24 @@ import hashlib
 from pathlib import Path
 
 from curation.schemas import TEACHER_USAGE, to_table
+from curation.teacher.cache import ReplyCache
 from curation.teacher.client import CONFIG_ERROR, TeacherClient, shared_client
 from curation.teacher.config import EMBEDDED, TeacherConfigError, teacher_config
 from curation.teacher.usage import UsageRecord, summarize_usage
-from pipelines.rundir import RunDir, atomic_write_json
+from pipelines.rundir import RunDir
 from pipelines.stage import StageContext
 
 __all__ = ["CONFIG_ERROR", "TeacherConfigError", "teacher_client", "record_usage", "write_usage_report"]
 
 
-def cache_dir(ctx: StageContext, configured: str | None) -> Path:
-    if not configured:
-        return RunDir(ctx.run_root).teacher_cache_dir
-    path = Path(configured).expanduser()
-    return path if path.is_absolute() else ctx.project_root / path
+def reply_cache(ctx: StageContext, configured: str | None) -> ReplyCache:
+    """The recipe's `cache_dir` (a local folder, relative to the project) or the run's own
+    teacher-cache/, wherever the run folder is."""
+    if configured:
+        path = Path(configured).expanduser()
+        return ReplyCache(path if path.is_absolute() else ctx.project_root / path)
+    run_dir = RunDir(ctx.run_root)
+    return ReplyCache(run_dir.path("teacher-cache"), run_dir.fs)
 
 
 def teacher_client(ctx: StageContext) -> TeacherClient:
@@ -34,7 +38,7 @@ def teacher_client(ctx: StageContext) -> TeacherClient:
             from pipelines.teacher_server import embedded_base_url
 
             base_urls[role] = embedded_base_url(ctx.project_root)
-    return shared_client(config, cache_dir(ctx, config.cache_dir), scope=str(ctx.run_root), base_urls=base_urls)
+    return shared_client(config, reply_cache(ctx, config.cache_dir), scope=str(ctx.run_root), base_urls=base_urls)
 
 
 def record_usage(ctx: StageContext, stage: str, item_ids: list[str], records: list[UsageRecord]) -> None:
@@ -51,4 +55,4 @@ def write_usage_report(run_dir: RunDir, params=None) -> None:
     """reports/teacher_usage.json: per stage requests, tokens, cache hits, retries, cost.
     Used as the teacher stages' finalize step (idempotent)."""
     rows = run_dir.read_rows("teacher_usage") if run_dir.has_table("teacher_usage") else []
-    atomic_write_json(run_dir.reports_dir / "teacher_usage.json", summarize_usage(rows))
+    run_dir.write_json("reports/teacher_usage.json", summarize_usage(rows))

@@ -30,7 +30,6 @@ from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 from pydantic import Field
 
 from curation.formats.hf import corpus_stats, dataset_card, hf_row, write_dataset
@@ -202,13 +201,23 @@ def provenance(row: dict, run: str) -> dict:
 
 
 def write_exports(run_dir: RunDir, params: ExportParams) -> dict:
-    """Write every file of the export from the `export_decisions` table; returns the manifest."""
+    """Write every file of the export from the `export_decisions` table; returns the manifest.
+    A remote run's export is built in a local temporary folder, then uploaded to <run>/exports
+    (videos, with relative paths, are uploaded too, and only when they changed)."""
+    if run_dir.is_local:
+        return _write_exports(run_dir, params, run_dir.exports_dir, str(run_dir.exports_dir))
+    with tempfile.TemporaryDirectory(prefix="vstw-export-") as staging:
+        manifest = _write_exports(run_dir, params, Path(staging), run_dir.uri + "/exports")
+        run_dir.upload_dir(Path(staging), "exports", skip_same_size=("videos",))
+    return manifest
+
+
+def _write_exports(run_dir: RunDir, params: ExportParams, root: Path, dataset_root: str) -> dict:
     run = run_dir.name
     rows = run_dir.read_rows("export_decisions")
     ok = sorted((r for r in rows if r["status"] == "ok" and r["exported"]), key=lambda r: (r["subset"], r["chain_id"]))
     excluded = Counter(reason for r in rows if r["status"] == "ok" and not r["exported"] for reason in r["excluded_by"] or [])
     excluded.update(f"failed:{r['reason']}" for r in rows if r["status"] != "ok")
-    root = run_dir.exports_dir
     by_subset: dict[str, list[dict]] = {}
     for r in ok:
         by_subset.setdefault(r["subset"], []).append(r)
@@ -248,7 +257,7 @@ def write_exports(run_dir: RunDir, params: ExportParams) -> dict:
     if "hf" in params.formats:
         hf_rows = {s: [hf_row(r["sft_record"], rl_parsed.get(r["chain_id"]), r["prov"]) for r in subset_rows] for s, subset_rows in by_subset.items()}
         stats = corpus_stats(hf_rows, dict(excluded))
-        recipe = yaml.safe_load(run_dir.recipe_path.read_text()).get("recipe") if run_dir.recipe_path.exists() else None
+        recipe = run_dir.read_recipe().get("recipe") if run_dir.has_recipe() else None
         card = dataset_card(params.dataset_name or f"vst-{run}", stats, recipe, run)
         _swap_dir(root / "hf", lambda tmp: write_dataset(hf_rows, tmp, card) if hf_rows else (tmp / "README.md").write_text(card))
         files["hf"] = ["hf/"]
@@ -256,7 +265,7 @@ def write_exports(run_dir: RunDir, params: ExportParams) -> dict:
     manifest = {
         "run": run,
         "export_version": EXPORT_VERSION,
-        "dataset_root": str(root),
+        "dataset_root": dataset_root,
         "dataset_root_note": "SFT video paths are relative to this folder; run VST's RL trainer from it (video_context is opened from the working directory)",
         "records": len(ok),
         "rl_rows": len(rl_rows),

@@ -61,13 +61,12 @@ def ingest_failed_row(item: dict, reason: str, message: str) -> dict:
 def mark_duplicates(run_dir: RunDir, params: IngestParams) -> None:
     """Same content twice: the first input keeps the video, later ones fail as `duplicate`.
     Idempotent: only parts whose rows change are rewritten (atomically)."""
-    import pyarrow.parquet as pq
+    import posixpath
 
     from curation.schemas import VIDEOS, to_table
 
     first: dict[str, tuple[int, str]] = {}
-    parts = sorted(run_dir.table_dir("videos").glob("part-*.parquet"))
-    tables = {p: pq.read_table(p, schema=VIDEOS).to_pylist() for p in parts}
+    tables = {p: run_dir.read_part(p).to_pylist() for p in run_dir.part_files("videos")}
     for rows in tables.values():
         for row in rows:
             if row["sha256"] and (row["status"] == "ok" or row["reason"] == "duplicate"):
@@ -85,7 +84,7 @@ def mark_duplicates(run_dir: RunDir, params: IngestParams) -> None:
                 row["video_id"] = input_id(row)  # the content id belongs to the kept copy
                 changed = True
         if changed:
-            run_dir.write_part("videos", part.stem, to_table(rows, VIDEOS))
+            run_dir.write_part("videos", posixpath.basename(part).removesuffix(".parquet"), to_table(rows, VIDEOS))
 
 
 STAGE = Stage(
