@@ -25,6 +25,7 @@ import posixpath
 import shutil
 import tempfile
 from pathlib import Path
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,6 +49,13 @@ def filesystem_for(location: str | Path) -> tuple[pafs.FileSystem, str]:
         # the run's URI is printed, logged and stored in the run: no place for a secret
         raise ValueError(f"{urlsplit(text).scheme}:// URI with credentials in it: give them in the environment "
                          "(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), never in the run's address")
+    return _remote_filesystem(text)
+
+
+@lru_cache(maxsize=64)
+def _remote_filesystem(text: str) -> tuple[pafs.FileSystem, str]:
+    """One client per URI and process: an S3 client costs milliseconds to make, and the teacher
+    stages open the run folder for every batch they record."""
     try:
         fs, path = pafs.FileSystem.from_uri(text)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
