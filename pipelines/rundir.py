@@ -24,8 +24,8 @@ import os
 import posixpath
 import shutil
 import tempfile
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +34,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from curation.schemas import TABLES
+
+
+# pyarrow's S3 URIs may carry credentials as query parameters: refused like user:password@
+CREDENTIAL_PARAMETERS = ("access_key", "secret_key", "session_token")
 
 
 def is_uri(location: str | Path) -> bool:
@@ -45,7 +49,7 @@ def filesystem_for(location: str | Path) -> tuple[pafs.FileSystem, str]:
     text = str(location)
     if not is_uri(text):
         return pafs.LocalFileSystem(), str(Path(text).expanduser().absolute())
-    if urlsplit(text).password or "secret_key=" in text.lower():
+    if urlsplit(text).password or any(f"{name}=" in text.lower() for name in CREDENTIAL_PARAMETERS):
         # the run's URI is printed, logged and stored in the run: no place for a secret
         raise ValueError(f"{urlsplit(text).scheme}:// URI with credentials in it: give them in the environment "
                          "(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), never in the run's address")
