@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import posixpath
 import shutil
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from curation.schemas import TABLES
+from curation.storage import atomic_write_bytes, ensure_parent, is_local, list_files, read_file, write_file
 
 
 # pyarrow's S3 URIs may carry credentials as query parameters: refused like user:password@
@@ -75,60 +74,14 @@ def _remote_filesystem(text: str) -> tuple[pafs.FileSystem, str]:
     return fs, path.rstrip("/")
 
 
-def is_local(fs: pafs.FileSystem) -> bool:
-    return isinstance(fs, pafs.LocalFileSystem)
-
-
-def write_file(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """Write a whole file atomically: temp + rename on a local disk, one PUT elsewhere."""
-    if is_local(fs):
-        atomic_write_bytes(Path(path), data)
-        return
-    ensure_parent(fs, path)
-    with fs.open_output_stream(path) as out:
-        out.write(data)
-
-
-def ensure_parent(fs: pafs.FileSystem, path: str) -> None:
-    """Object stores have no folders (creating one would add a marker object per write); other
-    filesystems (local, fsspec's memory://, HDFS) need the parent to exist."""
-    if not isinstance(fs, (pafs.S3FileSystem, pafs.GcsFileSystem)):
-        fs.create_dir(posixpath.dirname(path), recursive=True)
-
-
-def read_file(fs: pafs.FileSystem, path: str) -> bytes:
-    with fs.open_input_stream(path) as src:
-        return src.read()
-
-
 def file_exists(fs: pafs.FileSystem, path: str) -> bool:
     return fs.get_file_info(path).type == pafs.FileType.File
-
-
-def list_files(fs: pafs.FileSystem, folder: str, recursive: bool = False) -> list[pafs.FileInfo]:
-    """The files in a folder (nothing when it does not exist)."""
-    infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True, recursive=recursive))
-    return [i for i in infos if i.type == pafs.FileType.File]
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def json_bytes(obj: Any) -> bytes:
