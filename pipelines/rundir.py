@@ -134,7 +134,10 @@ class RunDir:
         self.write_bytes(rel, json_bytes(obj))
 
     def read_json(self, rel: str) -> Any | None:
-        return json.loads(self.read_bytes(rel)) if self.exists(rel) else None
+        try:  # one request, not a look-up and then a read (each is a round trip on a store)
+            return json.loads(self.read_bytes(rel))
+        except FileNotFoundError:
+            return None
 
     def files(self, rel: str, recursive: bool = False) -> list[str]:
         """Paths (for `self.fs`) of the files under a folder of the run, sorted."""

@@ -199,3 +199,8 @@ def test_uri_with_credentials_is_refused(tmp_path):
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "environment" in result.stderr, result.stderr
     assert SECRET_KEY not in result.stdout + result.stderr and "Traceback" not in result.stderr
+    for command in ("status", "pull"):  # the commands that take a run's URI refuse it the same way
+        result = subprocess.run([*VSTW, command, f"s3://{ACCESS_KEY}:{SECRET_KEY}@bucket/runs/x"],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and "environment" in result.stderr, (command, result.stderr)
+        assert SECRET_KEY not in result.stdout + result.stderr and "Traceback" not in result.stderr

@@ -33,6 +33,12 @@ def resolve_run(run: str, local: bool = False) -> Path | str:
     `local`: the command needs the run on this machine's disk (a URI is refused, with the way
     to copy the run here)."""
     if "://" in run:
+        from pipelines.rundir import filesystem_for
+
+        try:
+            filesystem_for(run)  # refuses a URI with a credential in it, without echoing it
+        except ValueError as err:
+            fail(str(err))
         if local:
             fail(f"{run} is not on this machine's disk; copy it here first: vstw pull {run}")
         return run.rstrip("/")

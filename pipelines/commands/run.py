@@ -31,11 +31,12 @@ def register(app: typer.Typer) -> None:
         try:
             parsed = load_recipe(recipe)
             name = run or f"{parsed.name}-{datetime.now():%Y%m%d-%H%M%S}"
-            target = run_location(runs or runs_root(), name)
+            root = runs or runs_root()
+            target = run_location(root, name)
             RunDir(target)  # a URI with a credential in it is refused here, before it is printed
             where = target
             console.print(f"run [bold]{name}[/] -> {where}")
-            run_recipe(parsed, name, project_root(), runs or runs_root(), progress=show_progress(), echo=echo_line, until=until,
+            run_recipe(parsed, name, project_root(), root, progress=show_progress(), echo=echo_line, until=until,
                        runner_kind=runner, address=address)
         except (RecipeError, RayRunnerError) as err:
             fail(str(err))
@@ -53,16 +54,17 @@ def register(app: typer.Typer) -> None:
         """Copy a remote run here, whole, so that vstw sql / stats / review / train can use it."""
         from pipelines.rundir import RunDir, pull_run
 
-        run_dir = RunDir(uri)
+        run_dir = RunDir(resolve_run(uri))
         dest = (to or runs_root()) / run_dir.name
         try:
             if not run_dir.has_recipe():
                 fail(f"{run_dir.uri} is not a run folder (no recipe.yaml)")
-            if dest.exists() and RunDir(dest).has_recipe() and RunDir(dest).read_recipe() != run_dir.read_recipe():
+            existing = RunDir(dest)
+            if existing.has_recipe() and existing.read_recipe() != run_dir.read_recipe():
                 fail(f"{dest} holds another run of the same name; pull with --to ANOTHER_FOLDER")
             n = pull_run(run_dir, dest)
         except (OSError, ValueError) as err:
-            fail(f"cannot copy {uri}: {str(err).splitlines()[0]}")
+            fail(f"cannot copy {run_dir.uri}: {str(err).splitlines()[0]}")
         console.print(f"copied {n} files: {run_dir.uri} -> {dest}")
 
     @app.command("status")
