@@ -26,7 +26,12 @@ The `corrections` column of a review is JSON, holding only the fields the review
 
 A thought correction names its thought by position AND clip id; if the chain no longer has that
 clip at that position (the chain was regenerated after the review), the review is stale: it is not
-applied, the chain passes through unreviewed, and a warning names it. Pure functions, no I/O.
+applied, the chain passes through unreviewed, and a warning names it.
+
+Before export, a corrected chain goes through the rule checks again (`recheck_corrected`): a
+reviewer can type an answer that is not an option, or a thought that names the future. Labels can
+exclude (`label_exclusions`): a thought labelled e.g. `hallucinated` that the reviewer did not
+correct keeps the chain out. Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -154,3 +159,23 @@ def apply_reviews(chains: list[dict], reviews: list[dict]) -> list[dict]:
         }
         out.append(corrected)
     return out
+
+
+# ---- before export: corrections re-checked, labels that exclude ------------------------------------
+def recheck_corrected(chain: dict, cfg, graph: dict | None, captions: dict[str, dict] | None) -> list[dict]:
+    """Verdict rows of the rule checks (`cfg`: a curation.checks.ChecksConfig) re-run on a chain
+    the reviewer corrected; [] when nothing was corrected. `graph`: the window's graphs row;
+    `captions`: clip_id -> captions row; the chain needs its `video_duration_s` (structure)."""
+    if not chain.get("review_corrected"):
+        return []
+    from curation.checks import run_checks  # the checks import the formats; reviews stay light
+
+    return run_checks(chain, cfg, graph, captions or {}, None)
+
+
+def label_exclusions(chain: dict, excluding: set[str] | frozenset[str]) -> list[str]:
+    """`review_label:<label>` for every excluding label on a thought the reviewer did not correct
+    (a label on a corrected thought says why it was corrected; the correction is re-checked)."""
+    corrected = set(chain.get("review_corrected") or [])
+    found = {label for i, label in enumerate(chain.get("review_labels") or []) if label in excluding and f"thoughts[{i}]" not in corrected}
+    return [f"review_label:{label}" for label in sorted(found)]

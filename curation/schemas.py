@@ -237,6 +237,9 @@ EXPORT_DECISIONS = pa.schema(
         pa.field("options", pa.list_(pa.string())),
         pa.field("sft_record", pa.string()),  # the exact JSONL line
         pa.field("rl_row", pa.string()),  # JSON of the RL Parquet row (null when the chain has no RL form)
+        pa.field("rl_excluded_by", pa.list_(pa.string())),  # why an exported chain has no RL row (judge pass-rate band)
+        pa.field("judge_flags", pa.list_(pa.string())),  # "check:reason" of every failed judge verdict, used to exclude or not
+        pa.field("answer_letter", pa.string()),  # multiple choice: the correct option's letter as exported (after re-lettering)
         *COMMON,
     ]
 )
@@ -270,6 +273,8 @@ TABLES: dict[str, pa.Schema] = {
     "verdicts": VERDICTS,
     # The VST-model judge (stage `judge`) writes its verdicts apart: one stage per output table.
     "judge_verdicts": VERDICTS,
+    # Answer verification (stage `verify`): one row per chain, check "answer" (curation/verify.py).
+    "answer_verdicts": VERDICTS,
     "reviews": REVIEWS,
     "teacher_usage": TEACHER_USAGE,
     "export_decisions": EXPORT_DECISIONS,

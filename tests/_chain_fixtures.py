@@ -104,7 +104,7 @@ def _questions(video: dict, clips: list[dict], objects: list[dict]) -> list[dict
         ]
     subject = REAL[stem][0]
     return [
-        {"type": "multiple_choice", "question": f"What is the main subject of {stem}?", "options": [f"a {subject}", "a cooking show", "a football match"], "answer": "A", "evidence_clip_ids": evidence},
+        {"type": "multiple_choice", "question": f"What is the main subject of video {video['video_id'][:7]}?", "options": [f"a {subject}", "a cooking show", "a football match"], "answer": "A", "evidence_clip_ids": evidence},
         {"type": "numerical", "question": f"How many clips of {stem} show the {subject}?", "options": [], "answer": str(len(clips)), "evidence_clip_ids": evidence},
         {"type": "yes_no", "question": f"Is there a {subject} in {stem}, gar\u00e7on?", "options": [], "answer": "Yes", "evidence_clip_ids": evidence},
     ]

@@ -1,17 +1,34 @@
 """The VST-model judge: the streaming protocol with KV-cache reuse equals a no-cache reference,
-and the judge stage writes verdicts for real chains of a real demo run."""
+sampling draws on the logits' device, decoding / frames / visual budget follow VST, and the judge
+stage writes verdicts for real chains of a real demo run."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from _model_fixtures import demo_run_with_chains, tiny_model
 from curation.model.judge import ChainResult, JudgeConfig, JudgeRules, own_thinking, teacher_forced, thought_likelihood, verdicts
-from curation.model.vst_protocol import PrefixCache, Sampling, VSTEngine, answer_is_right, extract_answer, final_question, final_turns
+from curation.model.vst_protocol import (
+    ClipInput,
+    PrefixCache,
+    Sampling,
+    SeededGenerators,
+    VisualBudget,
+    VSTEngine,
+    answer_is_right,
+    extract_answer,
+    final_question,
+    final_turns,
+    fit_clips,
+    pick_token,
+    visual_tokens,
+    window_frame_size,
+)
 
 torch.set_num_threads(1)  # on a shared, loaded machine one thread is several times faster than two
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +63,7 @@ def chain_inputs(demo):
     for record in records:  # one chain per window, of different question types
         if record["chain"]["window_id"] not in windows:
             windows.add(record["chain"]["window_id"])
-            picked.append(chain_input(record, ROOT, 128))
+            picked.append(chain_input(record, ROOT, JudgeParams(frame_width=128)))
     assert len(picked) >= 3
     return picked[:3]
 
@@ -100,6 +117,203 @@ def test_cached_greedy_call_equals_transformers_generate(loaded, chain_inputs):
     assert ours.token_ids == theirs[: len(ours.token_ids)] and len(ours.token_ids) == len(theirs)
 
 
+# ---- sampling devices (the CUDA generator bug) ------------------------------------------------
+def test_own_thinking_draws_on_the_logits_device(loaded, chain_inputs, monkeypatch):
+    """Every draw of a real own-thinking run uses a generator on the device of the probabilities
+    it samples from (here the CPU: no GPU has run this)."""
+    model, processor = loaded
+    engine = VSTEngine(model, processor)
+    real = torch.multinomial
+    draws = []
+
+    def spy(input, num_samples, *args, generator=None, **kwargs):
+        draws.append((input.device, generator.device))
+        return real(input, num_samples, *args, generator=generator, **kwargs)
+
+    monkeypatch.setattr(torch, "multinomial", spy)
+    own_thinking(engine, chain_inputs[0], JudgeConfig(samples=2, max_thought_tokens=3, max_answer_tokens=3))
+    assert draws and all(tensor == gen == torch.device("cpu") for tensor, gen in draws)
+
+
+class _OnCuda(torch.Tensor):
+    """A CPU tensor that reports a CUDA device (and keeps reporting it through torch ops), so the
+    non-CPU path of the sampler runs on a machine without a GPU."""
+
+    @property
+    def device(self):
+        return torch.device("cuda", 1)
+
+    def to(self, *args, **kwargs):
+        return torch.Tensor.to(self.as_subclass(torch.Tensor), *args, **kwargs)
+
+
+def test_sampling_generator_is_made_on_the_logits_non_cpu_device(monkeypatch):
+    made = []
+
+    class FakeGenerator:  # torch.Generator(device="cuda") needs a GPU; record what was asked for
+        def __init__(self, device="cpu"):
+            self.device = torch.device(device)
+            made.append(self)
+
+        def manual_seed(self, seed):
+            self.seed = seed
+            return self
+
+    draws = []
+
+    def fake_multinomial(input, num_samples, generator=None):
+        draws.append((input.device, generator.device))
+        return torch.zeros(1, dtype=torch.long)
+
+    monkeypatch.setattr(torch, "Generator", FakeGenerator)
+    monkeypatch.setattr(torch, "multinomial", fake_multinomial)
+    logits = torch.tensor([0.1, 2.0, 0.3, 1.5]).as_subclass(_OnCuda)
+    generators = SeededGenerators(7)
+    sampling = Sampling(temperature=1.0, top_p=0.98)
+    token = pick_token(logits, sampling, generators)
+    pick_token(logits, sampling, generators)
+    assert token == 1  # rank 0 of the sorted probabilities is token 1
+    assert [g.device for g in made] == [torch.device("cuda", 1)] and made[0].seed == 7  # one per device, reused
+    assert draws == [(torch.device("cuda", 1), torch.device("cuda", 1))] * 2
+    # a caller's own CPU generator with CUDA logits: the probabilities move to the CPU to be drawn
+    cpu = FakeGenerator("cpu")
+    pick_token(logits, sampling, cpu)
+    assert draws[-1] == (torch.device("cpu"), torch.device("cpu"))
+
+
+# ---- VST's decoding defaults ----------------------------------------------------------------------
+def test_defaults_follow_vst():
+    from pipelines.stages.judge import JudgeParams
+
+    params = JudgeParams()
+    config = params.config()
+    assert config.answer_sampling().temperature == 0  # greedy answers: VST's eval
+    rollout = config.rollout_sampling(config.max_thought_tokens)
+    assert (rollout.temperature, rollout.top_p, rollout.max_new_tokens, config.samples) == (1.0, 0.98, 1000, 8)  # VST-RL/run.sh
+    assert config.visual == VisualBudget(256 * 28 * 28, 768 * 28 * 28, 8192, None)
+    assert params.max_frames == 384
+    for name in ("answer_temperature", "samples", "temperature", "top_p", "max_thought_tokens", "min_pixels", "max_pixels", "clip_visual_tokens"):
+        assert "VST" in (JudgeParams.model_fields[name].description or "") or "qwen-vl-utils" in JudgeParams.model_fields[name].description
+
+
+def test_teacher_forced_is_greedy_unless_the_recipe_samples(loaded, chain_inputs):
+    """Greedy answers do not depend on the seed; a sampled answer is a recipe choice."""
+    model, processor = loaded
+    engine = VSTEngine(model, processor)
+    chain = chain_inputs[2]
+    greedy = [teacher_forced(engine, chain, JudgeConfig(max_answer_tokens=6, seed=seed))["output"] for seed in (0, 1, 2)]
+    assert len(set(greedy)) == 1
+    sampled = [teacher_forced(engine, chain, JudgeConfig(max_answer_tokens=6, seed=seed, answer_temperature=1.0))["output"] for seed in (0, 1, 2)]
+    assert len(set(sampled)) > 1
+
+
+def test_blind_answers_are_greedy_in_a_batch_or_sampled_per_chain(loaded, chain_inputs):
+    from curation.model.judge import blind_batch
+
+    model, processor = loaded
+    engine = VSTEngine(model, processor)
+    greedy = blind_batch(engine, chain_inputs, JudgeConfig(max_answer_tokens=5))
+    assert set(greedy) == {c.chain_id for c in chain_inputs}
+    sampled = JudgeConfig(max_answer_tokens=5, answer_temperature=1.0)
+    first, again = blind_batch(engine, chain_inputs, sampled), blind_batch(engine, chain_inputs[::-1], sampled)
+    assert first == again  # seeded per chain: the batch order does not matter
+    assert {r["output"] for r in first.values()} != {r["output"] for r in greedy.values()}
+
+
+# ---- VST's visual token budget ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def checkpoint_processor(loaded):
+    """The real Qwen2.5-VL processor with a real checkpoint's pixel limits (Qwen2.5-VL-7B's
+    preprocessor_config: 3136 .. 12,845,056 pixels per frame), the tiny tokenizer."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    from curation.model.tiny import QWEN2_5_VL_CHAT_TEMPLATE
+
+    _, tiny_processor = loaded
+    size = {"shortest_edge": 3136, "longest_edge": 12845056}
+    image = Qwen2VLImageProcessor(size=size, patch_size=14, temporal_patch_size=2, merge_size=2)
+    # cap_pixels_per_frame=False: this transformers' behaviour for a checkpoint that does not set it
+    video = Qwen2VLVideoProcessor(size=size, patch_size=14, temporal_patch_size=2, merge_size=2, do_sample_frames=False, cap_pixels_per_frame=False)
+    return Qwen2_5_VLProcessor(image_processor=image, tokenizer=tiny_processor.tokenizer, video_processor=video, chat_template=QWEN2_5_VL_CHAT_TEMPLATE)
+
+
+def _processor_tokens(engine: VSTEngine, clip: ClipInput) -> int:
+    """Visual tokens the processor makes of one clip, through the engine's own encode()."""
+    enc = engine.encode("<|vision_start|><|video_pad|><|vision_end|>", [clip])
+    return int(enc["video_grid_thw"].prod(dim=-1).sum()) // 4  # 2 x 2 patches merge into one token
+
+
+def test_a_long_high_resolution_window_stays_within_the_visual_budget(loaded, checkpoint_processor):
+    model, _ = loaded
+    engine = VSTEngine(model, checkpoint_processor)
+    budget = VisualBudget()
+    rng = np.random.default_rng(0)
+    # native 1080p with no budget: every frame pair costs 2,6xx tokens, a 192 s window 500k
+    native = ClipInput(0.0, 1.0, rng.integers(0, 255, (2, 1080, 1920, 3), dtype=np.uint8))
+    per_pair_native = _processor_tokens(engine, native)
+    assert per_pair_native > 2500 and per_pair_native * 192 > 480_000
+    # a 192 s window (384 frames at 2 fps) of 16 clips of 24 frames: one size for the window
+    h, w = window_frame_size(1080, 1920, frames=384, clips=16, budget=budget)
+    assert h % 28 == 0 and w % 28 == 0 and abs(w / h - 1920 / 1080) < 0.1
+    clip = ClipInput(0.0, 12.0, rng.integers(0, 255, (24, h, w, 3), dtype=np.uint8))
+    per_clip = _processor_tokens(engine, clip)
+    assert per_clip == visual_tokens(24, h, w) <= budget.clip_visual_tokens
+    assert 16 * per_clip <= 16 * budget.clip_visual_tokens
+    assert per_clip / 12 <= budget.max_pixels // (28 * 28)  # per frame pair: at most 768 tokens
+    # fewer, longer clips: the per-window budget binds (8,192 per clip, still one size)
+    h2, w2 = window_frame_size(1080, 1920, frames=384, clips=8, budget=budget)
+    assert (h2, w2) < (h, w) and 192 * (h2 // 28) * (w2 // 28) <= 8 * 8192
+    # clips averaging over ~30 s: the per-frame floor (min_pixels) wins, as in VST's eval's resize
+    h4, w4 = window_frame_size(1080, 1920, frames=384, clips=4, budget=budget)
+    # (smart_resize floors to multiples of 28, so "about" 256 tokens per frame pair: 12 x 21 here)
+    assert (h4 // 28) * (w4 // 28) >= 250 and 192 * (h4 // 28) * (w4 // 28) > 4 * 8192
+    # frames handed over at native size are brought within the budget before the processor
+    fitted = fit_clips([native, ClipInput(1.0, 2.0, native.frames)], VisualBudget(max_window_visual_tokens=700))
+    assert fitted[0].frames.shape[1:3] == fitted[1].frames.shape[1:3]
+    assert sum(_processor_tokens(engine, c) for c in fitted) <= 700
+    # the window's total cap (VST's SFT loader budget) also binds
+    capped = VisualBudget(max_window_visual_tokens=24576, min_pixels=100 * 28 * 28)
+    h3, w3 = window_frame_size(1080, 1920, frames=384, clips=16, budget=capped)
+    assert 192 * (h3 // 28) * (w3 // 28) <= 24576
+
+
+def test_small_videos_are_scaled_up_to_vsts_minimum():
+    h, w = window_frame_size(240, 320, frames=20, clips=2, budget=VisualBudget())
+    assert h * w >= 256 * 28 * 28 and (h, w) == (392, 532)
+
+
+# ---- frames counted as VST's loader counts them ----------------------------------------------
+def test_clip_frames_are_the_loaders_by_timestamp(demo):
+    """The judge's frames per clip: the window's 2 fps frames picked by decord's timestamps (both
+    edges in), sliced per span; equal to the clips table's indices; and for a window that does not
+    start at 0 the edge frames at both ends are in."""
+    from curation.video.decode import open_reader
+    from curation.video.segment import video_frame_times, vst_window_frames
+    from pipelines.stages.judge import JudgeParams, chain_input, clip_frame_indices, load_judge_inputs
+
+    run_dir, _ = demo
+    params = JudgeParams(frame_width=64)
+    record = sorted(load_judge_inputs(run_dir, params), key=lambda r: (-len(r["chain"]["thoughts"]), r["chain_id"]))[0]
+    chain = record["chain"]
+    reader = open_reader(chain["video_path"])
+    spans = [(t["start_s"], t["end_s"]) for t in chain["thoughts"]]
+    ours = clip_frame_indices(reader, (chain["start_s"], chain["end_s"]), spans, 384)
+    assert ours == record["clip_frames"]  # the clips table (constant-rate timestamps) agrees
+    n = len(vst_window_frames(chain["start_s"], chain["end_s"], video_frame_times(reader)))
+    vs, ve = chain["start_s"], chain["end_s"]
+    assert [len(c) for c in ours] == [int(n * (e - vs) / (ve - vs)) - int(n * (s - vs) / (ve - vs)) for s, e in spans]
+    built = chain_input(record, ROOT, params)
+    assert [len(c.frames) for c in built.clips] == [len(c) for c in ours]
+    # a window from 4 s to 14 s of the same video: 21 timestamps 4.0 ... 14.0, padded to 22
+    fps = reader.get_avg_fps()
+    inner = {**chain, "start_s": 4.0, "end_s": 14.0, "thoughts": [{**chain["thoughts"][0], "start_s": 4.0, "end_s": 9.0}, {**chain["thoughts"][0], "start_s": 9.0, "end_s": 14.0}]}
+    first, second = clip_frame_indices(reader, (4.0, 14.0), [(4.0, 9.0), (9.0, 14.0)], 384)
+    assert len(first) + len(second) == 22 and len(first) == 11
+    assert first[0] == round(4.0 * fps) - 1 and second[-1] == round(14.0 * fps) - 1  # frames ENDING at 4.0 s and 14.0 s
+    built = chain_input({**record, "chain": inner, "clip_frames": [[0], [0]]}, ROOT, params)
+    assert [len(c.frames) for c in built.clips] == [11, 11]
+
+
 def test_answer_parsing_follows_the_reward_rules():
     assert extract_answer("multiple_choice", "I think \\boxed{B. a square}") == "B"
     assert extract_answer("multiple_choice", "A is wrong, so C") == "A"  # no box: first standalone letter
@@ -137,6 +351,9 @@ def test_verdict_rules():
     assert json.loads(numeric["judge_thought_likelihood"]["details"])["flagged"] == [2]
     never = {r["check"]: r for r in verdicts(_result(False, 0.0, [-1.0]), "yes_no", rules, "tiny")}
     assert never["judge_own_thinking"]["reason"] == "judge_never_solved"
+    untrained = verdicts(_result(False, 0.5, [-1.0]), "yes_no", rules, "tiny", untrained=True)
+    assert {json.loads(r["details"])["untrained"] for r in untrained} == {True}
+    assert {json.loads(r["details"])["untrained"] for r in never.values()} == {False}
     sft_rule = JudgeRules(pass_rate_rule="min", min_pass_rate=0.5)
     assert {r["check"]: r for r in verdicts(_result(False, 1.0, [-1.0]), "yes_no", sft_rule, "tiny")}["judge_own_thinking"]["passed"]
 
@@ -165,9 +382,11 @@ def test_judge_stage_writes_verdicts(demo, tiny):
     ok = [r for r in rows if r["status"] == "ok"]
     assert len(ok) == 4 * len(good)
     for row in ok:
-        assert row["checker_version"] == "judge-1" and row["run"] == run_dir.name
+        assert row["checker_version"] == "judge-2" and row["run"] == run_dir.name
         details = json.loads(row["details"])
-        assert details["model"] == "model"
+        assert details["model"] == "model" and details["untrained"] is True  # init_tiny's random weights
+        assert details["decoding"]["answer"] == "greedy" and details["frame_size"][1] <= 128
+        assert len(details["frames_per_clip"]) >= 1 and all(n > 0 for n in details["frames_per_clip"])
         assert (row["reason"] is None) == row["passed"]
     by_check = {}
     for row in ok:

@@ -53,7 +53,8 @@ def teacher_recipe(manifest: Path, base_url: str, runner: dict) -> dict:
                     "timeout_s": 30.0, "max_retries": 4, "concurrency": 2},
         "stages": [{"stage": s} for s in ("ingest", "segment", "perceive", "graph", "qa", "think", "check")]
         # the fake teacher's thoughts repeat themselves: exclude on structure only, so rows get out
-        + [{"stage": "export", "formats": ["sft", "rl", "hf"], "exclude_on": ["structure"]}],
+        # (no verify stage: the fake teacher cannot re-answer, so the recipe opts out of `answer` by name)
+        + [{"stage": "export", "formats": ["sft", "rl", "hf"], "exclude_on": ["structure"], "allow_unchecked": ["answer"]}],
     }
 
 

@@ -119,6 +119,42 @@ def test_boxed_answer_keeps_surrounding_text():
     assert boxed_answer(None, "12") == "\\boxed{12}"
 
 
+# ---- before export: corrections re-checked, labels ------------------------------------------------
+def test_a_corrected_chain_is_rechecked_by_the_rule_checks():
+    from curation.checks import ChecksConfig
+    from curation.reviews import recheck_corrected
+
+    cfg = ChecksConfig(checks=["qa", "thoughts"])
+    chains = [make_chain("a"), make_chain("b"), make_chain("c")]
+    for chain in chains:  # the answer needs the first and the last clip
+        chain["qa"]["evidence_clip_ids"] = [chain["thoughts"][0]["clip_id"], chain["thoughts"][-1]["clip_id"]]
+    reviews = [review("a", "accept", {"answer": "C"}), review("b", "accept", {"answer": "B"}), review("c", "accept")]
+    out = {row["chain_id"]: row for row in apply_reviews(chains, reviews)}
+    outside = {v["check"]: v for v in recheck_corrected(out["a"], cfg, None, {})}
+    assert outside["qa"]["passed"] is False and outside["qa"]["reason"] == "answer_not_an_option"  # two options, A and B
+    fine = {v["check"]: v for v in recheck_corrected(out["b"], cfg, None, {})}
+    assert fine["qa"]["passed"] is True and set(fine) == {"qa", "thoughts"}
+    assert recheck_corrected(out["c"], cfg, None, {}) == []  # accepted as is: the check stage's verdicts stand
+
+
+def test_labels_exclude_unless_the_labelled_thought_was_corrected():
+    from curation.reviews import label_exclusions
+
+    excluding = {"hallucinated", "leaks_future", "wrong", "not_grounded"}
+    chains = [make_chain("a"), make_chain("b"), make_chain("c")]
+    fix = {"thoughts": [{"index": 2, "clip_id": "b-c2", "text": "a corrected thought"}]}
+    reviews = [
+        review("a", "accept", labels=["ok", "leaks_future", "hallucinated"]),
+        review("b", "accept", fix, labels=["ok", "ok", "hallucinated"]),  # the label says why thought 2 was corrected
+        review("c", "accept", labels=["ok", "", "ok"]),
+    ]
+    out = {row["chain_id"]: row for row in apply_reviews(chains, reviews)}
+    assert label_exclusions(out["a"], excluding) == ["review_label:hallucinated", "review_label:leaks_future"]
+    assert label_exclusions(out["a"], {"wrong"}) == []
+    assert label_exclusions(out["b"], excluding) == []
+    assert label_exclusions(out["c"], excluding) == []
+
+
 # ---- tasks --------------------------------------------------------------------------------
 def test_frames_are_one_based_and_round_trip():
     assert frame_range(0.0, 4.0, 25.0) == (1, 100)

@@ -10,10 +10,13 @@ import pytest
 from curation.synthetic import write_synthetic_set
 from curation.video.segment import (
     Detection,
+    decord_frame_times,
     group_windows,
     normalise_clips,
+    video_frame_times,
     vst_frame_count,
     vst_frame_indices,
+    vst_window_frames,
 )
 
 
@@ -68,17 +71,66 @@ def test_windows_cut_only_at_clip_boundaries_and_stay_under_the_cap():
 
 
 def test_vst_frame_slices_follow_the_loader_arithmetic():
+    # without the frame rate: the floor(2 * duration) estimate
     assert vst_frame_count(0.0, 10.0) == 20
     assert vst_frame_count(0.0, 10.3) == 20  # floor(20.6) = 20, already even
     assert vst_frame_count(0.0, 10.6) == 22  # 21 frames padded to even
     assert vst_frame_count(0.0, 500.0) == 384  # FPS_MAX_FRAMES
-    # clips of a 10 s window at 25 fps: 2 fps frames at 0, .5, 1.0 ... s
+    # clips of a 10 s window at 25 fps. decord's timestamp of frame i is its END, (i + 1) / 25, so
+    # the loader's target times are 0.04, 0.54, 1.04 ... and each takes the first frame whose
+    # timestamp is >= it (float32 timestamps against float64 targets: 1.04 picks frame 26).
     first = vst_frame_indices(0.0, 10.0, 0.0, 4.0, fps=25.0, frame_count=250)
     second = vst_frame_indices(0.0, 10.0, 4.0, 10.0, fps=25.0, frame_count=250)
-    assert first == [0, 12, 25, 38, 50, 62, 75, 88]
-    assert len(second) == 12 and second[0] == 100 and second[-1] == 238
+    assert first == [0, 13, 26, 38, 51, 63, 76, 88]
+    assert len(second) == 12 and second[0] == 101 and second[-1] == 238
     # a 0.3 s clip gets no frame: the silent failure the rule checks must catch
     assert vst_frame_indices(0.0, 10.0, 4.0, 4.3, fps=25.0, frame_count=250) == []
+
+
+def test_window_frames_are_picked_by_timestamp_with_both_edges_included():
+    times = decord_frame_times(25.0, 1000)  # a 40 s video
+    # a window from 4 s to 14 s: the frame that ENDS at 4.0 s (index 99) and the one ending at
+    # 14.0 s (index 349) are both in: 21 target times (4.0, 4.5 ... 14.0), padded to 22
+    window = vst_window_frames(4.0, 14.0, times)
+    assert len(window) == 22 == vst_frame_count(4.0, 14.0, fps=25.0, frame_count=1000)
+    assert window[0] == 99 and window[-2] == 349 and window[-1] == 349  # padding repeats the last
+    assert window[1] == 112  # 4.5 s -> first timestamp >= 4.5 is 4.52 (frame 112)
+    # from 0: the first timestamp is 0.04 (frame 0's end), so 0.04 ... 9.54: 20 frames, no padding
+    assert len(vst_window_frames(0.0, 10.0, times)) == 20
+    # the loader's own float32 quirk, kept: its "+ 1e-6" on a float32 timestamp is lost from 32 s
+    # on (float32(40.0) + 1e-6 == 40.0), so a window ending on the 0.5 s grid there loses its end
+    # edge: 38.0 ... 39.5 (4 frames); below 32 s the end edge is in (8.0 ... 10.0: 5, padded to 6)
+    assert vst_window_frames(38.0, 40.0, times) == [949, 962, 974, 987]
+    assert vst_window_frames(8.0, 10.0, times)[-2:] == [249, 249]
+    # FPS_MAX_FRAMES: the first 384 target times of a longer window, the tail dropped
+    long = vst_window_frames(0.0, 39.9, decord_frame_times(25.0, 1000), max_frames=40)
+    assert len(long) == 40 and long[-1] == vst_window_frames(0.0, 39.9, times)[39]
+    # the clip slices of a window partition its frames in order
+    spans = [(4.0, 6.3), (6.3, 9.0), (9.0, 14.0)]
+    parts = [vst_frame_indices(4.0, 14.0, s, e, 25.0, 1000) for s, e in spans]
+    assert sum(parts, []) == window
+    assert [len(p) for p in parts] == [int(22 * 2.3 / 10), int(22 * 5.0 / 10) - int(22 * 2.3 / 10), 22 - int(22 * 5.0 / 10)]
+
+
+@pytest.mark.parametrize("rate", ["25", "30", "30000/1001"])
+def test_frame_timestamps_equal_decords_own(tmp_path, rate):
+    """The constant-rate timestamps we compute are the ones decord gives VST's loader, bit for
+    bit, and so are the frames picked for windows that do and do not start at 0."""
+    import shutil
+    import subprocess
+
+    from curation.video.decode import open_reader
+
+    if not shutil.which("ffmpeg"):
+        pytest.fail("ffmpeg is required (make env installs it)")
+    path = tmp_path / "v.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=64x48:rate={rate}", "-t", "9", "-pix_fmt", "yuv420p", str(path)], check=True)
+    reader = open_reader(path)
+    real = video_frame_times(reader)
+    ours = decord_frame_times(float(reader.get_avg_fps()), len(reader))
+    assert real.dtype == np.float32 and np.array_equal(real, ours)
+    for vs, ve in [(0.0, 9.0), (2.0, 7.5), (1.3, 8.966667)]:
+        assert vst_window_frames(vs, ve, real) == vst_window_frames(vs, ve, ours)
 
 
 # ---- real videos ---------------------------------------------------------------------------

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -184,27 +186,167 @@ def test_gold_set_from_the_synthetic_ground_truth(processor):
     assert sample.video_grid_thw.shape[0] == len(records[0][1]["content"][0]["text_stream"])
 
 
-def test_compare_writes_its_report(demo, tiny, tmp_path):
-    from pipelines.cli import app
+HELDOUT_SEED = 9101  # not the samples' seed (7): worlds the demo exports never saw
 
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A VSTW_HOME whose data/heldout/<seed>/ holds two held-out worlds (written once)."""
+    from curation.model.gold import ensure_heldout, heldout_folder
+
+    root = tmp_path_factory.mktemp("trainer-home")
+    ensure_heldout(heldout_folder(root, HELDOUT_SEED), 2, HELDOUT_SEED)
+    return root
+
+
+@pytest.fixture(scope="module")
+def exports(demo, tmp_path_factory):
+    """Two SFT exports of the demo's synthetic chains (the sample worlds, seed 7): all, and a subset."""
     _, corpus = demo
     synthetic = [c for c in corpus["chains"] if "synthetic" in c["video_path"]]
-    a = write_sft_export(synthetic, tmp_path / "a")  # every question
-    b = write_sft_export(synthetic, tmp_path / "b", keep=lambda c: c["qa"]["type"] == "multiple_choice")  # a filtered set
-    out = tmp_path / "compare"
+    folder = tmp_path_factory.mktemp("trainer-exports")
+    a = write_sft_export(synthetic, folder / "a")  # every question
+    b = write_sft_export(synthetic, folder / "b", keep=lambda c: c["qa"]["type"] == "multiple_choice")  # a filtered set
+    return a, b, synthetic
+
+
+def test_answer_accuracy_is_graded_by_the_reward_rules():
+    from curation.formats.rewards import compute_reward
+    from curation.model.trainer import answer_reward
+
+    cases = [
+        ("\\boxed{B}", "\\boxed{B}", 1.0),
+        ("\\boxed{B}", "B. square", 1.0),  # no box: the first standalone capital of the text
+        ("\\boxed{B}", "\\boxed{A} or B", 0.0),  # the box decides
+        ("\\boxed{3}", "There are \\boxed{3.0} shapes.", 1.0),  # numbers compare by value
+        ("\\boxed{3}", "3", 0.0),  # numerical answers must be boxed
+        ("\\boxed{12}", "\\boxed{1}", 0.0),  # the truth is passed as [truth], never indexed character-wise
+        ("\\boxed{Yes}", "\\boxed{yes}", 1.0),
+        ("\\boxed{No}", "\\boxed{Yes}", 0.0),
+    ]
+    for gold, output, want in cases:
+        assert answer_reward(gold, output) == want, (gold, output)
+    assert answer_reward("\\boxed{3}", "\\boxed{3.0}") == compute_reward("numerical", "\\boxed{3.0}", ["3"])
+
+
+def test_gold_accuracy_counts_reward_graded_answers(tiny, processor, home, monkeypatch):
+    """Known answers: every count right (written as 3.0), every letter right (unboxed), every
+    yes/no wrong: accuracy is exactly 2/3, per kind as planned."""
+    from curation.model import vst_protocol
+    from curation.model.gold import heldout_folder, load_gold
+    from curation.model.tiny import load_model
+    from curation.model.trainer import evaluate_gold, prepare_gold
+
+    gold = prepare_gold(load_gold(heldout_folder(home, HELDOUT_SEED)), processor, [], 128)
+    planned = []
+    for _, _, qas in gold.items:
+        for _, _, _, answer in qas:
+            inner = answer.removeprefix("\\boxed{").removesuffix("}")
+            if inner.isdigit():
+                planned.append(f"I count \\boxed{{{inner}.0}}")
+            elif inner in "ABC":
+                planned.append(f"{inner}. it is")
+            else:
+                planned.append("\\boxed{" + ("No" if inner == "Yes" else "Yes") + "}")
+    outputs = iter(planned)
+    monkeypatch.setattr(vst_protocol.VSTEngine, "generate", lambda self, *a, **k: vst_protocol.Generated(next(outputs)))
+    model, _ = load_model(tiny, device="cpu")
+    result = evaluate_gold(model, processor, gold)
+    assert len(gold.items) == 2 and result["questions"] == 6 and result["right"] == 4
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["by_kind"] == {"numerical": {"questions": 2, "right": 2}, "multiple_choice": {"questions": 2, "right": 2}, "yes_no": {"questions": 2, "right": 0}}
+    assert result["loss"] > 0
+
+
+def test_heldout_worlds_share_no_video_with_the_training_exports(exports, home, tmp_path):
+    from curation.model.gold import heldout_folder, load_gold, world_seed
+    from curation.model.sft_render import read_records
+    from curation.model.trainer import find_overlap, record_videos
+
+    a, b, _ = exports
+    arms = {"a": record_videos(read_records(a), [a, SAMPLES]), "b": record_videos(read_records(b), [b, SAMPLES])}
+    assert arms["a"] and all(ident["world"] // 1000 == 7 for ident in arms["a"].values())  # the sample worlds
+    heldout = record_videos(load_gold(heldout_folder(home, HELDOUT_SEED)), [])
+    assert len(heldout) == 2 and {ident["world"] for ident in heldout.values()} == {HELDOUT_SEED * 1000, HELDOUT_SEED * 1000 + 1}
+    assert find_overlap(heldout, arms) == []
+    # forced: the sample worlds themselves, and one of them copied under another name (same bytes)
+    samples = record_videos(load_gold(SAMPLES / "synthetic"), [])
+    overlap = find_overlap(samples, arms)
+    trained = {p.name for p in arms["a"]}
+    assert {o["eval_video"].rsplit("/", 1)[-1] for o in overlap if o["arm"] == "a"} == trained
+    assert all(o["by"] == "sha256" for o in overlap)
+    copy = tmp_path / "renamed.mp4"
+    copy.write_bytes(next(iter(arms["a"])).read_bytes())
+    renamed = record_videos([(tmp_path / "x.jsonl", [{"content": [{"type": "video", "video": str(copy), "video_start": 0.0, "video_end": 1.0}, {"type": "text", "text": ""}]}, {"content": [{}]}])], [])
+    assert [o["by"] for o in find_overlap(renamed, {"a": arms["a"]})] == ["sha256"]
+    # the same synthetic world re-rendered elsewhere (other bytes, same script seed) is the same world
+    assert world_seed("synthetic-7-002.mp4") == 7002 and world_seed("v0123456789abcdef.mp4") is None
+    rerendered = {tmp_path / "synthetic-7-002.mp4": {"sha256": "f" * 64, "world": 7002, "name": "synthetic-7-002.mp4"}}
+    hits = find_overlap(rerendered, {"a": {Path("synthetic-7-002.mp4"): {"sha256": "0" * 64, "world": 7002, "name": "synthetic-7-002.mp4"}}})
+    assert [o["by"] for o in hits] == ["synthetic_world"]
+
+
+def test_compare_refuses_an_eval_set_the_exports_trained_on(exports, tiny, tmp_path):
+    from pipelines.cli import app
+
+    a, b, _ = exports
     args = ["train", "compare", "--a", str(a), "--b", str(b), "--eval", str(SAMPLES / "synthetic"), "--model", str(tiny),
-            "--steps", "4", "--eval-every", "2", "--out", str(out), "--frame-width", "128", "--threads", "1", "--video-root", str(SAMPLES)]  # fmt: skip
+            "--steps", "1", "--out", str(tmp_path / "refused"), "--frame-width", "128", "--video-root", str(SAMPLES)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "shares" in result.output and "synthetic-7-000.mp4" in result.output and "--allow-overlap" in result.output
+    assert not (tmp_path / "refused").exists()  # refused before any training
+
+
+def test_compare_over_seeds_on_heldout_worlds(exports, tiny, home, tmp_path, monkeypatch):
+    from pipelines.cli import app
+
+    monkeypatch.setenv("VSTW_HOME", str(home))
+    a, b, synthetic = exports
+    out = tmp_path / "compare"
+    args = ["train", "compare", "--a", str(a), "--b", str(b), "--eval-worlds", "2", "--eval-seed", str(HELDOUT_SEED), "--seeds", "0,1,2",
+            "--model", str(tiny), "--steps", "3", "--eval-every", "3", "--out", str(out), "--frame-width", "128", "--threads", "1",
+            "--video-root", str(SAMPLES), "--json"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
-    assert set(report["runs"]) == {"a", "b"}
-    assert report["runs"]["a"]["records"] == len(synthetic) > report["runs"]["b"]["records"] > 0
-    for run in (report["base"], report["runs"]["a"]["gold"], report["runs"]["b"]["gold"]):
-        assert run["questions"] == 3 * len(list((SAMPLES / "synthetic").glob("*.json")))
-        assert 0.0 <= run["accuracy"] <= 1.0 and run["loss"] > 0
-    assert report["runs"]["a"]["gold"]["loss"] < report["base"]["loss"]  # training moved the model
+    assert report["held_out"] is True and report["overlap"] == [] and report["seeds"] == [0, 1, 2]
+    assert report["gold"] == str(home / "data" / "heldout" / str(HELDOUT_SEED))
+    assert report["base"]["questions"] == 6 and report["base"]["records"] == 2
+    for name in ("a", "b"):
+        runs = report["runs"][name]
+        assert [r["seed"] for r in runs] == [0, 1, 2] and [r["config"]["seed"] for r in runs] == [0, 1, 2]
+        assert all(r["gold"]["questions"] == 6 and 0.0 <= r["gold"]["accuracy"] <= 1.0 and r["gold"]["loss"] > 0 for r in runs)
+        assert all((out / name / f"seed-{s}" / "summary.json").is_file() for s in (0, 1, 2))
+        losses = [r["gold"]["loss"] for r in runs]
+        assert len(set(losses)) == 3  # the seed changes the split and the order: three different runs
+        spread = report["summary"][name]["eval_loss"]
+        assert spread["n"] == 3 and spread["min"] == min(losses) and spread["max"] == max(losses)
+        assert spread["mean"] == pytest.approx(sum(losses) / 3) and spread["std"] > 0
+        assert all(r["gold"]["loss"] < report["base"]["loss"] for r in runs)  # training moved the model
+    assert report["runs"]["a"][0]["records"] == len(synthetic) > report["runs"]["b"][0]["records"] > 0
+    paired = report["paired"]["eval_loss"]
+    diffs = [rb["gold"]["loss"] - ra["gold"]["loss"] for ra, rb in zip(report["runs"]["a"], report["runs"]["b"])]
+    assert paired["mean"] == pytest.approx(sum(diffs) / 3)
     md = (out / "report.md").read_text()
-    assert "| a: " in md and "| b: " in md and "Verdict:" in md
+    assert len(re.findall(r"\n\| a \| \d \| ", md)) == 3 and len(re.findall(r"\n\| b \| \d \| ", md)) == 3  # per-seed rows
+    assert "± " in md and "Verdict:" in md and "NOT HELD OUT" not in md
+    compact = json.loads(result.output.strip().splitlines()[-1])
+    assert compact["held_out"] is True and [r["seed"] for r in compact["arms"]["a"]["per_seed"]] == [0, 1, 2]
+    assert compact["arms"]["b"]["eval_accuracy"]["n"] == 3
+
+
+def test_compare_with_allow_overlap_warns_and_marks_the_report(exports, tiny, tmp_path):
+    from curation.model.trainer import TrainConfig, compare
+
+    a, b, _ = exports
+    warnings = []
+    config = TrainConfig(steps=1, eval_every=1, frame_width=128)
+    report = compare(a, b, SAMPLES / "synthetic", tiny, tmp_path / "c", config, [SAMPLES], log=lambda *_: None,
+                     allow_overlap=True, eval_limit=1, warn=warnings.append)  # fmt: skip
+    assert report["held_out"] is False and report["overlap"] and len(report["runs"]["a"]) == 1
+    assert len(warnings) == 1 and "NOT HELD OUT" in warnings[0]
+    assert "NOT HELD OUT" in (tmp_path / "c" / "report.md").read_text() and "NOT HELD OUT" in report["verdict"]
 
 
 def test_lora_option_trains_adapters_and_saves_a_plain_checkpoint(tiny, tmp_path):

@@ -2,12 +2,18 @@
 row (chain x check, with stable reason codes) for the `verdicts` table.
 
     structure   window and spans stay aligned with VST's 2 fps loader   (structure.py)
-    thoughts    non-empty, bounded, not repeated, no boilerplate, language (thoughts.py)
-    causality   no thought names what the graph places later; no early answer (causality.py)
-    grounding   named entities are in the clip's description or graph   (grounding.py)
-    qa          options/answers survive VST's reward parsing; multi-clip evidence (qa.py)
-    dedup       near-duplicate questions across the corpus (MinHash)     (dedup.py)
+    thoughts    non-empty, bounded, not repeated (reworded either), no boilerplate or prompt
+                echo, language; one thought per clip of the window, in order (thoughts.py)
+    causality   no thought names a thing or an event the window shows later, no time word that
+                gives the future away, no early answer                   (causality.py)
+    grounding   what a thought names (declared or in its text) is in the window's captions or
+                graph by its clip, with the colour/direction/count they give (grounding.py)
+    qa          options/answers survive VST's reward parsing; options not near-identical; the
+                question does not leak its answer; multi-clip evidence   (qa.py)
+    dedup       near-duplicate question+options+answer within a video (MinHash) (dedup.py)
 
+The thoughts are read as text (curation.checks.text): noun phrases, plurals and aliases, events
+with multi-word predicates, matched against the window's graph AND captions (graph_index.py).
 `run_checks` runs the selected ones on one chain; `find_duplicates` needs the whole corpus first.
 """
 
@@ -42,25 +48,46 @@ class ChecksConfig(CheckConfig):
     dedup: DedupConfig = DedupConfig()
 
 
+def window_clip_ids(chain: dict, graph: dict | GraphIndex | None, clip_ids: list[str] | None) -> list[str] | None:
+    """The window's clips in order: given (clips table), else the graph's, else unknown (None)."""
+    if clip_ids:
+        return list(clip_ids)
+    if isinstance(graph, GraphIndex):
+        return list(graph.graph_clip_ids) or None
+    if isinstance(graph, dict) and graph.get("clip_ids"):
+        return list(graph["clip_ids"])
+    return None
+
+
 def run_checks(
     chain: dict,
     cfg: ChecksConfig = ChecksConfig(),
     graph: dict | GraphIndex | None = None,
     captions: dict[str, dict] | None = None,
     duplicate_of: dict[str, str] | None = None,
+    clip_ids: list[str] | None = None,
 ) -> list[dict]:
     """Verdict rows of the configured checks for one chain (a `chains` row).
 
-    `graph`: the window's `graphs` row (or its prebuilt GraphIndex); `captions`: clip_id -> row;
-    `duplicate_of`: the result of `find_duplicates` over the corpus (dedup is skipped without it).
+    `graph`: the window's `graphs` row (or its prebuilt GraphIndex); `captions`: clip_id -> row
+    (the window's clips); `duplicate_of`: the result of `find_duplicates` over the corpus (dedup
+    is skipped without it); `clip_ids`: the window's clips in order (default: the graph's), for
+    the one-thought-per-clip coverage and the order of memory.
     """
-    index = graph if isinstance(graph, GraphIndex) or graph is None else build_graph_index(graph, [t.get("clip_id") for t in chain.get("thoughts") or []])
+    window = window_clip_ids(chain, graph, clip_ids)
+    order = window or [t.get("clip_id") for t in chain.get("thoughts") or []]
+    if isinstance(graph, GraphIndex):
+        index: GraphIndex | None = graph
+        if captions and any(c not in index.caption_clips for c in captions):
+            index.add_captions(captions)
+    else:
+        index = build_graph_index(graph, order, captions)
     out = []
     for name in cfg.checks:
         if name == "structure":
             out.append(check_structure(chain, cfg.structure))
         elif name == "thoughts":
-            out.append(check_thoughts(chain, cfg.thoughts))
+            out.append(check_thoughts(chain, cfg.thoughts, window, captions))
         elif name == "causality":
             out.append(check_causality(chain, index, cfg.causality))
         elif name == "grounding":
@@ -89,4 +116,5 @@ __all__ = [
     "not_run",
     "run_checks",
     "verdict",
+    "window_clip_ids",
 ]

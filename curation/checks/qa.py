@@ -1,13 +1,26 @@
-"""qa: the question and its ground truth survive VST's reward parsing, and need the whole window."""
+"""qa: the question and its ground truth survive VST's reward parsing, need the whole window, and
+the question does not give its answer away.
+
+- options: 2-5, lettered A-E in order, not empty; the same text twice -> `options_not_unique`;
+  the same after normalisation (case, punctuation, articles, plurals, aliases: "the child" vs
+  "child", "Red circle." vs "red circles") -> `options_near_identical`;
+- the answer leaked by the question -> `answer_leaked_in_question`: multiple choice, the correct
+  option's text is in the question and no other option's is ("Which came first, the red circle
+  or the blue square?" names both: no leak); numerical, the answer's number is in the question
+  (digits, or two..twelve in words); yes/no, the question says "yes" or "no" outside
+  "yes or no" / "yes/no".
+"""
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from pydantic import Field
 
 from curation.checks.base import CheckConfig, Issue, verdict
-from curation.formats.question import LETTERS, QA_TYPES, answer_letter, ground_truth, split_option
+from curation.checks.text import NUMBER_WORDS, canon, name_key, words
+from curation.formats.question import LETTERS, QA_TYPES, answer_letter, ground_truth, option_texts, split_option
 
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
@@ -33,8 +46,68 @@ def _check_options(qa: dict, cfg: QAConfig, issues: list[Issue]) -> None:
         texts.append(text.lower())
     if len(set(texts)) != len(texts):
         issues.append(Issue("options_not_unique", "two options have the same text"))
+    else:
+        keys = [option_key(t) for t in texts]
+        for k, key in enumerate(keys):
+            if key and key in keys[:k]:
+                j = keys.index(key)
+                issues.append(Issue("options_near_identical", f"options {j + 1} and {k + 1} ({texts[j]!r}, {texts[k]!r}) are the same after normalisation"))
+                break
     if answer_letter(qa) is None:
         issues.append(Issue("answer_not_an_option", f"answer {qa.get('answer')!r} is not the letter or text of one of the options"))
+
+
+def option_key(text: str) -> tuple[str, ...]:
+    """An option as canonical words without articles: "The children." -> ("person",)."""
+    key = name_key(text)
+    return key[1:] if key[:1] == (canon("some"),) else key
+
+
+_YES_NO_PAIR = re.compile(r"\byes\s*(?:/|or|,)\s*no\b|\bno\s*(?:/|or|,)\s*yes\b", re.IGNORECASE)
+_YES_NO = re.compile(r"\byes\b|\bno\s*[.!?),;:]|\bno\s*$|\banswer\W+no\b", re.IGNORECASE)
+
+
+def _phrase_in(phrase: tuple[str, ...], text: tuple[str, ...]) -> bool:
+    n = len(phrase)
+    return n > 0 and any(text[i : i + n] == phrase for i in range(len(text) - n + 1))
+
+
+def answer_leak(qa: dict) -> str | None:
+    """Why the question text gives its answer away, or None."""
+    return _answer_leak(qa.get("question") or "", qa.get("type"), tuple(qa.get("options") or ()), qa.get("answer"))
+
+
+@lru_cache(maxsize=4096)  # template questions repeat across windows and videos
+def _answer_leak(question: str, kind: str | None, options: tuple[str, ...], answer: str | None) -> str | None:
+    qa = {"question": question, "type": kind, "options": list(options), "answer": answer}
+    if kind == "multiple_choice":
+        letter = answer_letter(qa)
+        texts = option_texts(qa.get("options") or [])
+        if letter is None or not texts:
+            return None
+        q = name_key(question)
+        keys = [option_key(t) for t in texts]
+        correct = keys[ord(letter) - ord("A")]
+        # an option too small to be a name ("1", "a") would match by chance
+        if not any(len(w) >= 3 and w.isalpha() for w in correct) or not _phrase_in(correct, q):
+            return None
+        if any(_phrase_in(k, q) for i, k in enumerate(keys) if i != ord(letter) - ord("A") and k):
+            return None  # the question names other options too: it asks between them
+        return f"the question names the correct option {texts[ord(letter) - ord('A')]!r} and no other"
+    if kind == "numerical":
+        truth = ground_truth(qa)
+        if truth is None:
+            return None
+        for w in words(question):
+            value = float(w) if w.isdigit() else NUMBER_WORDS.get(canon(w))
+            if value is not None and str(int(value) if float(value).is_integer() else value) == truth:
+                return f"the question contains the answer {truth}"
+        return None
+    if kind == "yes_no":
+        stripped = _YES_NO_PAIR.sub(" ", question)
+        hit = _YES_NO.search(stripped)
+        return f"the question says {hit.group(0).strip()!r}" if hit else None
+    return None
 
 
 def check_qa(chain: dict, cfg: QAConfig = QAConfig()) -> dict:
@@ -54,6 +127,10 @@ def check_qa(chain: dict, cfg: QAConfig = QAConfig()) -> dict:
         issues.append(Issue("answer_not_numeric", f"numerical answer {qa.get('answer')!r} does not parse as a number"))
     elif kind == "yes_no" and ground_truth(qa) is None:
         issues.append(Issue("answer_not_yes_no", f"yes/no answer {qa.get('answer')!r} is not Yes or No"))
+
+    leak = answer_leak(qa) if kind in QA_TYPES and (qa.get("question") or "").strip() else None
+    if leak:
+        issues.append(Issue("answer_leaked_in_question", leak))
 
     final = chain.get("final_answer")
     truth = ground_truth(qa) if kind in QA_TYPES else None

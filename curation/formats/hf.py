@@ -118,6 +118,10 @@ def dataset_card(name: str, stats: dict, recipe: dict | None, run: str) -> str:
     """README.md of the exported dataset: what it is, its statistics, how it was made."""
     subsets = "\n".join(f"| `{s}` | {n} |" for s, n in stats["subsets"].items())
     excluded = "\n".join(f"| `{r}` | {n} |" for r, n in stats["excluded_by_reason"].items()) or "| (none) | 0 |"
+    # The export's policy notes (judge used or not, answer-letter balance), when the export gives them.
+    notes = "".join(f"- {n}\n" for n in stats.get("policy_notes") or [])
+    letters = stats.get("answer_letters") or {}
+    letter_row = f"| answer letters (multiple choice) | {', '.join(f'{k}: {v}' for k, v in letters.items())} |\n" if letters else ""
     return f"""---
 pretty_name: {name}
 task_categories:
@@ -152,7 +156,7 @@ Video paths (`video`) are relative to the export root (the folder holding `video
 | window length | mean {stats["window_seconds_mean"]} s, max {stats["window_seconds_max"]} s |
 | human reviewed | {stats["human_reviewed"]} |
 | teachers | {", ".join(stats["teachers"]) or "-"} |
-
+{letter_row}
 | subset (split) | records |
 |---|---|
 {subsets}
@@ -163,6 +167,7 @@ Chains left out of the export, by reason:
 |---|---|
 {excluded}
 
+{notes}
 ## Features
 
 {", ".join(f"`{k}`" for k in hf_features())}

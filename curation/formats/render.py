@@ -15,13 +15,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from curation.video.segment import VST_FPS, VST_MAX_FRAMES, vst_frame_count
+from curation.video.segment import VST_FPS, VST_MAX_FRAMES, decord_frame_times, vst_window_frames
 
 IGNORE_INDEX = -100
 
@@ -53,11 +52,9 @@ class RenderedConversation:
 
 
 def window_source_indices(vs: float, ve: float, src_fps: float, src_frames: int, max_frames: int = VST_MAX_FRAMES) -> list[int]:
-    """Source frame index of each of the window's N frames (frame k at vs + k/2 s; the padding
-    frame repeats the last real one)."""
-    n = vst_frame_count(vs, ve, max_frames)
-    real = max(1, min(n, int(math.floor((ve - vs) * VST_FPS + 1e-9)), max_frames))
-    return [min(src_frames - 1, int(round((vs + min(k, real - 1) / VST_FPS) * src_fps))) for k in range(n)]
+    """Source frame index of each of the window's N frames, picked by decord's frame timestamps
+    exactly as VST's loader picks them (curation.video.segment.vst_window_frames)."""
+    return vst_window_frames(vs, ve, decord_frame_times(src_fps, src_frames), max_frames)
 
 
 def clip_slice(n: int, vs: float, ve: float, s: float, e: float) -> tuple[int, int]:

@@ -7,6 +7,8 @@ the training conversation (labels on assistant turns only) and its token counts 
 `validate_rl(path)`: exactly VST's columns and types; duration > 0 and equal to the video's;
 ground truth a one-element list; VST's reward gives `\\boxed{<truth>}` 1 and a wrong answer 0.
 Each problem is a `Problem(where, code, message)`; a record with any problem is bad.
+Token counts are the rendering processor's: `Report.counted_by` names it and says whether its
+tokenizer has Qwen2.5's real vocabulary (the tiny offline one does not: its counts are not Qwen's).
 """
 
 from __future__ import annotations
@@ -40,9 +42,40 @@ class Problem:
 class RecordResult:
     where: str
     problems: list[Problem] = field(default_factory=list)
-    tokens: int | None = None  # rendered tokens (SFT, with a processor)
+    tokens: int | None = None  # rendered tokens, text + visual (SFT, with a processor: Report.counted_by)
     label_tokens: int | None = None
     frames: int | None = None
+
+
+# Qwen2.5's tokenizer puts its first added tokens right after its 151,643 learned ones; a
+# tokenizer with these ids (and at least that many tokens) has Qwen's vocabulary.
+QWEN_VOCAB_IDS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}
+
+
+@dataclass(frozen=True)
+class TokenCounter:
+    """Which processor counted a report's tokens: the counts mean nothing without it."""
+
+    processor: str  # class name, e.g. Qwen2_5_VLProcessor
+    tokenizer: str  # where the tokenizer came from (name or folder), or how it was made
+    vocab_size: int
+    qwen_vocabulary: bool  # True: text token counts are Qwen2.5-VL's
+    max_pixels_per_frame: int | None  # the video processor's budget: sets the visual token count
+
+    def __str__(self) -> str:
+        vocab = "Qwen2.5's vocabulary" if self.qwen_vocabulary else "NOT Qwen's vocabulary: text token counts differ from Qwen2.5-VL's"
+        pixels = f", at most {self.max_pixels_per_frame} pixels per frame" if self.max_pixels_per_frame else ""
+        return f"{self.processor} with tokenizer {self.tokenizer} ({self.vocab_size} tokens, {vocab}){pixels}"
+
+
+def describe_processor(processor) -> TokenCounter:
+    tok = getattr(processor, "tokenizer", processor)
+    qwen = len(tok) >= max(QWEN_VOCAB_IDS.values()) + 1 and all(tok.convert_tokens_to_ids(t) == i for t, i in QWEN_VOCAB_IDS.items())
+    source = getattr(tok, "name_or_path", "") or "trained locally (curation/model/tiny.py)"
+    video = getattr(processor, "video_processor", None)
+    size = getattr(video, "size", None)
+    pixels = getattr(video, "max_pixels", None) or (size.get("longest_edge") if isinstance(size, dict) else getattr(size, "longest_edge", None))
+    return TokenCounter(type(processor).__name__, source, len(tok), qwen, int(pixels) if pixels else None)
 
 
 @dataclass
@@ -51,6 +84,7 @@ class Report:
     kind: str
     file_problems: list[Problem] = field(default_factory=list)
     records: list[RecordResult] = field(default_factory=list)
+    counted_by: TokenCounter | None = None  # the processor that counted `tokens` (None: not rendered)
 
     @property
     def bad_records(self) -> list[RecordResult]:
@@ -227,6 +261,8 @@ def validate_sft(
         report.file_problems.append(Problem("file", "file_missing", f"{path} not found"))
         return report
     root = Path(video_root) if video_root is not None else path.resolve().parent.parent
+    if processor is not None and check_videos:
+        report.counted_by = describe_processor(processor)
     data = path.read_bytes()
     lines = data.split(b"\n")
     trailing = None

@@ -4,12 +4,16 @@ Four measurements per chain, each a plain function over a `ChainInput` (clips al
 1. teacher-forced: the chain's own thoughts as memory, then the last clip and the question:
    is the model's answer right?
 2. own thinking: the model writes its own thoughts clip by clip, then answers; k samples
-   (temperature, top-p): the pass rate;
+   (temperature, top-p, as VST's RL rollouts): the pass rate;
 3. blind: the question with the initial memory and no video: answerable from text alone?
    (batched over chains: the prompts are short and carry no video);
 4. thought likelihood: each thought's mean token log-probability given its clip and the memory
    of the thoughts before it.
 `verdicts` turns the measurements into verdict rows with the recipe's rules.
+
+Decoding follows VST by default (docs/model.md lists the sources): answers that stand for VST's
+eval (teacher-forced, blind) are greedy; the own-thinking rollouts sample as VST's RL does
+(temperature 1.0, top-p 0.98, at most 1,000 new tokens, 8 rollouts per item).
 """
 
 from __future__ import annotations
@@ -17,36 +21,60 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from curation.model.vst_protocol import (
     MEMORY_START,
     ClipInput,
     PrefixCache,
     Sampling,
+    SeededGenerators,
+    VisualBudget,
     VSTEngine,
     answer_is_right,
     final_question,
     final_turns,
+    fit_clips,
     memory_line,
     stream_thoughts,
     user_clip_content,
 )
 
-JUDGE_VERSION = "judge-1"
+JUDGE_VERSION = "judge-2"  # judge-2: VST decoding defaults, visual budget, frames by timestamp
 MODES = ("teacher_forced", "own_thinking", "blind", "likelihood")
 
 
 @dataclass(frozen=True)
 class JudgeConfig:
+    """How the model is run. Defaults: VST's own settings (pipelines/stages/judge.py names each source)."""
+
     modes: tuple[str, ...] = MODES
-    samples: int = 4  # k of the own-thinking pass rate
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_thought_tokens: int = 48
-    max_answer_tokens: int = 16
+    samples: int = 8  # k of the own-thinking pass rate (VST-RL: rollout.n=8)
+    temperature: float = 1.0  # own-thinking rollouts (VST-RL: rollout.temperature=1)
+    top_p: float = 0.98  # own-thinking rollouts (VST-RL: rollout.top_p=0.98)
+    max_thought_tokens: int = 1000  # per sampled thought (VST-RL: max_response_length=1000)
+    max_answer_tokens: int = 1000  # per answer, greedy or sampled
     prompt_style: str = "inference"  # or "rl_type1" (asks for \boxed{})
     seed: int = 0
+    answer_temperature: float = 0.0  # teacher-forced and blind answers: 0 = greedy (VST's eval)
+    answer_top_p: float = 1.0
+    visual: VisualBudget = VisualBudget()
+
+    def rollout_sampling(self, max_new_tokens: int) -> Sampling:
+        return Sampling(self.temperature, self.top_p, max_new_tokens)
+
+    def answer_sampling(self) -> Sampling:
+        return Sampling(self.answer_temperature, self.answer_top_p, self.max_answer_tokens)
+
+    def decoding(self) -> dict:
+        """What the verdict rows record about how the answers were decoded."""
+        answer = "greedy" if self.answer_temperature <= 0 else f"sampled t={self.answer_temperature} top_p={self.answer_top_p}"
+        return {
+            "answer": answer,
+            "rollout": f"sampled t={self.temperature} top_p={self.top_p}",
+            "max_answer_tokens": self.max_answer_tokens,
+            "max_thought_tokens": self.max_thought_tokens,
+        }
 
 
 @dataclass(frozen=True)
@@ -77,6 +105,7 @@ class ChainInput:
 class ChainResult:
     chain_id: str
     measurements: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)  # about the run (frames, decoding), in every verdict's details
 
 
 def chain_seed(chain_id: str, seed: int) -> int:
@@ -86,21 +115,23 @@ def chain_seed(chain_id: str, seed: int) -> int:
 
 # ---- the four measurements --------------------------------------------------------------------
 def teacher_forced(engine: VSTEngine, chain: ChainInput, config: JudgeConfig) -> dict:
-    """The chain's thoughts (all but the last clip's) as memory, then last clip + question."""
+    """The chain's thoughts (all but the last clip's) as memory, then last clip + question;
+    greedy by default, as VST's eval answers."""
     cache = PrefixCache(engine)
     memory = MEMORY_START + "".join(memory_line(c.start_s, c.end_s, t) for c, t in zip(chain.clips[:-1], chain.thoughts[:-1]))
     question = final_question(chain.question_time_s, chain.question, config.prompt_style)
-    out = engine.generate(memory, final_turns(chain.clips[-1], question), [chain.clips[-1]], Sampling(max_new_tokens=config.max_answer_tokens), cache)
+    generator = SeededGenerators(chain_seed(chain.chain_id, config.seed))  # used only when answers are sampled
+    out = engine.generate(memory, final_turns(chain.clips[-1], question), [chain.clips[-1]], config.answer_sampling(), cache, generator)
     return {"output": out.text, "right": answer_is_right(chain.qa_type, out.text, chain.gold)}
 
 
 def own_thinking(engine: VSTEngine, chain: ChainInput, config: JudgeConfig) -> dict:
-    import torch
-
-    generator = torch.Generator().manual_seed(chain_seed(chain.chain_id, config.seed))
+    """k rollouts, each sampled as VST's RL samples them: the model's own thought for every clip
+    but the last, then the answer. The draws are seeded per chain, on the logits' device."""
+    generator = SeededGenerators(chain_seed(chain.chain_id, config.seed))
     question = final_question(chain.question_time_s, chain.question, config.prompt_style)
-    thought_sampling = Sampling(config.temperature, config.top_p, config.max_thought_tokens)
-    answer_sampling = Sampling(config.temperature, config.top_p, config.max_answer_tokens)
+    thought_sampling = config.rollout_sampling(config.max_thought_tokens)
+    answer_sampling = config.rollout_sampling(config.max_answer_tokens)
     samples = []
     for _ in range(config.samples):
         memory, thoughts, cache = stream_thoughts(engine, chain.clips, thought_sampling, generator)
@@ -122,20 +153,34 @@ def thought_likelihood(engine: VSTEngine, chain: ChainInput) -> dict:
     return {"mean_logprob": means}
 
 
+def blind_messages(chain: ChainInput, config: JudgeConfig) -> tuple[str, list[list[dict]]]:
+    """(memory, turns) of the blind call: the initial memory and the question, no video."""
+    question = final_question(chain.question_time_s, chain.question, config.prompt_style)
+    return MEMORY_START, [[{"type": "text", "text": question}]]
+
+
 def blind_batch(engine: VSTEngine, chains: list[ChainInput], config: JudgeConfig) -> dict[str, dict]:
-    """The question with the initial memory and no video, for many chains in one padded batch."""
+    """The question with the initial memory and no video. Greedy (the default): many chains in
+    one padded batch; sampled: chain by chain, seeded per chain (a batch would share one stream)."""
     import torch
 
     if not chains:
         return {}
+    if config.answer_temperature > 0:
+        results = {}
+        for chain in chains:
+            memory, turns = blind_messages(chain, config)
+            out = engine.generate(memory, turns, [], config.answer_sampling(), None, SeededGenerators(chain_seed(chain.chain_id, config.seed)))
+            results[chain.chain_id] = {"output": out.text, "right": answer_is_right(chain.qa_type, out.text, chain.gold)}
+        return results
     processor, tokenizer = engine.processor, engine.tokenizer
     texts = []
     for chain in chains:
-        question = final_question(chain.question_time_s, chain.question, config.prompt_style)
+        memory, turns = blind_messages(chain, config)
         messages = [
             {"role": "system", "content": "You are a helpful assistant."},
-            {"role": "previous text", "content": MEMORY_START},
-            {"role": "user", "content": [{"type": "text", "text": question}]},
+            {"role": "previous text", "content": memory},
+            *({"role": "user", "content": turn} for turn in turns),
         ]
         texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
     side = tokenizer.padding_side
@@ -159,8 +204,20 @@ def blind_batch(engine: VSTEngine, chains: list[ChainInput], config: JudgeConfig
     return results
 
 
+def chain_info(chain: ChainInput, config: JudgeConfig) -> dict:
+    """What every verdict of the chain records about the run: frames per clip and their size."""
+    sized = [c.frames for c in chain.clips if c.has_video]
+    return {
+        "frames_per_clip": [len(c.frames) if c.has_video else 0 for c in chain.clips],
+        "frame_size": list(sized[0].shape[1:3]) if sized else None,
+        "decoding": config.decoding(),
+    }
+
+
 def judge_chains(engine: VSTEngine, chains: list[ChainInput], config: JudgeConfig) -> list[ChainResult]:
-    results = [ChainResult(c.chain_id) for c in chains]
+    # Frames go to the processor within VST's visual budget, whoever decoded them.
+    chains = [replace(c, clips=fit_clips(c.clips, config.visual)) for c in chains]
+    results = [ChainResult(c.chain_id, info=chain_info(c, config)) for c in chains]
     if "blind" in config.modes:
         blind = blind_batch(engine, chains, config)
         for r in results:
@@ -196,8 +253,10 @@ def likelihood_outliers(means: list[float | None], rules: JudgeRules) -> tuple[l
     return flagged, zs
 
 
-def verdicts(result: ChainResult, qa_type: str, rules: JudgeRules, model_name: str) -> list[dict]:
-    """One verdict row per measurement; `reason` says why a chain does not pass."""
+def verdicts(result: ChainResult, qa_type: str, rules: JudgeRules, model_name: str, untrained: bool = False) -> list[dict]:
+    """One verdict row per measurement; `reason` says why a chain does not pass. `details` names
+    the model and says whether it is untrained (random weights: the export reports such verdicts
+    and, unless the recipe says otherwise, does not exclude on them)."""
     rows = []
 
     def row(check: str, passed: bool, score: float, reason: str | None, details: dict) -> dict:
@@ -206,7 +265,7 @@ def verdicts(result: ChainResult, qa_type: str, rules: JudgeRules, model_name: s
             "check": check,
             "passed": passed,
             "score": float(score),
-            "details": json.dumps({"model": model_name, **details}, ensure_ascii=False),
+            "details": json.dumps({"model": model_name, "untrained": untrained, **result.info, **details}, ensure_ascii=False),
             "checker_version": JUDGE_VERSION,
             "status": "ok",
             "reason": None if passed else reason,

@@ -14,6 +14,10 @@ reference the cached path is tested against, and the baseline of benchmarks/judg
 Prompts are rendered with the processor's own chat template (a real VST checkpoint brings its own)
 and tokenized by the processor; the cache is synced by longest common token prefix, so what the
 model sees is exactly the tokens of the full prompt, whichever path runs.
+
+Frames reach the processor within VST's visual token budget (`VisualBudget`, `fit_clips`): one
+frame size for the whole window, as VST's eval resizes a whole video at once. Sampling draws on
+the device that holds the logits (`SeededGenerators`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ import numpy as np
 from curation.formats.rewards import extract_boxed
 
 MEMORY_START = "[System]\nYou are a Streaming Video Analyst.\n"
+# Qwen2.5-VL: 14 px patches merged 2 x 2, two frames per temporal patch: one visual token is a
+# 28 x 28 pixel square of a PAIR of frames.
+PIXELS_PER_TOKEN = 28 * 28
+FRAME_FACTOR = 2
 DEFAULT_SYSTEM = "You are a helpful assistant."
 VST_FPS = 2.0
 RL_TYPE1_QUESTION = (
@@ -92,6 +100,75 @@ class ClipInput:
     @property
     def has_video(self) -> bool:
         return self.frames is not None and len(self.frames) > 0
+
+
+@dataclass(frozen=True)
+class VisualBudget:
+    """VST's visual token budget (defaults: its eval, lmms-eval model `qwen2_5_vl_stream_think`,
+    run with `max_stream_vid_tokens=8192` by eval/scripts/*.sh).
+
+    The eval resizes a whole video to one frame size so that each thinking segment holds about
+    `clip_visual_tokens` tokens (total = tokens x segments); here a window's clips are the
+    segments. Per frame the size stays within [min_pixels, max_pixels]."""
+
+    min_pixels: int = 256 * PIXELS_PER_TOKEN  # the eval's min_pixels default
+    max_pixels: int = 768 * PIXELS_PER_TOKEN  # qwen-vl-utils VIDEO_MAX_PIXELS, the eval's per-frame cap
+    clip_visual_tokens: int = 8192  # max_stream_vid_tokens: tokens per thinking segment (clip)
+    max_window_visual_tokens: int | None = None  # optional cap on a whole window (VST's SFT loader: 24,576)
+
+    def window_tokens(self, clips: int) -> int:
+        tokens = self.clip_visual_tokens * max(1, clips)
+        return min(tokens, self.max_window_visual_tokens) if self.max_window_visual_tokens else tokens
+
+    def frame_max_pixels(self, frames: int, clips: int) -> int:
+        """Pixels one frame may have: the window's budget shared by its frames (two frames per
+        token), at most max_pixels, and never below min_pixels (as the eval: `max(min(VIDEO_MAX_PIXELS,
+        total / nframes * FRAME_FACTOR), min_pixels * 1.05)`; a window of clips averaging over
+        64 s can then exceed its budget, where the eval would drop frames)."""
+        share = self.window_tokens(clips) * PIXELS_PER_TOKEN * FRAME_FACTOR / max(1, frames)
+        return int(max(min(self.max_pixels, share), self.min_pixels * 1.05))
+
+
+def window_frame_size(height: int, width: int, frames: int, clips: int, budget: VisualBudget) -> tuple[int, int]:
+    """(height, width) of every frame of a window: Qwen's smart_resize (multiples of 28, aspect
+    kept) within the budget; small videos are scaled UP to min_pixels, as VST's eval does."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    return smart_resize(height, width, factor=28, min_pixels=budget.min_pixels, max_pixels=budget.frame_max_pixels(frames, clips))
+
+
+def visual_tokens(frames: int, height: int, width: int) -> int:
+    """Visual tokens of a clip of `frames` frames at height x width (frames padded to even)."""
+    return (frames + frames % FRAME_FACTOR) // FRAME_FACTOR * (height // 28) * (width // 28)
+
+
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, height, width, 3): bicubic with antialias, as VST's loader resizes."""
+    import torch
+    from torchvision.transforms import functional as F
+    from torchvision.transforms import InterpolationMode
+
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    out = F.resize(video, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return out.permute(0, 2, 3, 1).numpy()
+
+
+def fit_clips(clips: list["ClipInput"], budget: VisualBudget) -> list["ClipInput"]:
+    """A window's clips with frames no larger than the budget allows (one size for the window).
+    Frames already within it are left as they are (never scaled up here: callers that decode
+    frames choose their size with `window_frame_size`, the judge stage does)."""
+    sized = [c for c in clips if c.has_video]
+    if not sized:
+        return clips
+    height, width = sized[0].frames.shape[1:3]
+    frames = sum(len(c.frames) for c in sized)
+    allowed = budget.frame_max_pixels(frames, len(sized))
+    if all(c.frames.shape[1] * c.frames.shape[2] <= allowed for c in sized):
+        return clips
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    h, w = smart_resize(height, width, factor=28, min_pixels=min(budget.min_pixels, allowed), max_pixels=allowed)
+    return [ClipInput(c.start_s, c.end_s, resize_frames(c.frames, h, w)) if c.has_video else c for c in clips]
 
 
 @dataclass
@@ -285,8 +362,30 @@ def crop_to(cache, length: int) -> None:
         cache.crop(-extra)
 
 
+class SeededGenerators:
+    """Seeded torch.Generators, one per device, created on the device that holds the logits.
+
+    torch.multinomial refuses a generator of another device (a CPU generator with CUDA logits
+    fails), and with `device_map="auto"` the logits may come out on another GPU than the first
+    layer: so the generator is picked from the logits' device at each draw."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self._by_device: dict = {}
+
+    def on(self, device):
+        import torch
+
+        device = torch.device(device)
+        if device not in self._by_device:
+            self._by_device[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._by_device[device]
+
+
 def pick_token(logits, sampling: Sampling, generator=None) -> int:
-    """Greedy when temperature is 0, else temperature + nucleus (top-p) sampling."""
+    """Greedy when temperature is 0, else temperature + nucleus (top-p) sampling. `generator`:
+    SeededGenerators (drawn on the logits' device) or a torch.Generator (the draw runs on the
+    generator's device, the probabilities moved there if needed)."""
     import torch
 
     if sampling.temperature <= 0:
@@ -295,9 +394,14 @@ def pick_token(logits, sampling: Sampling, generator=None) -> int:
     sorted_probs, order = torch.sort(probs, descending=True)
     keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < sampling.top_p
     keep[0] = True
-    sorted_probs = sorted_probs * keep
-    choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=generator)
-    return int(order[choice])
+    weights = sorted_probs * keep
+    weights = weights / weights.sum()
+    if isinstance(generator, SeededGenerators):
+        generator = generator.on(weights.device)
+    if generator is not None and generator.device != weights.device:
+        weights = weights.to(generator.device)
+    choice = torch.multinomial(weights, 1, generator=generator)
+    return int(order[int(choice)])
 
 
 # ---- the streaming loop (spec section 4) -------------------------------------------------------

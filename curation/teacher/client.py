@@ -95,6 +95,16 @@ class _Reply:
     finish_reason: str | None
 
 
+ITEM_HEADER = "X-Vstw-Item"
+
+
+def item_header(call: TeacherCall) -> dict:
+    """Names the item a request is for ("think/<window>/<clip>"): servers ignore it; the simulated
+    teacher logs its injected mistakes under it, so a gate report can find the chains they hit.
+    Never part of the cache key (the messages are)."""
+    return {ITEM_HEADER: f"{call.stage}/{call.item_id}"}
+
+
 def retry_after_seconds(exc: BaseException) -> float | None:
     """Retry-After of an HTTP error reply (seconds or an HTTP date), if any."""
     response = getattr(exc, "response", None)
@@ -242,7 +252,7 @@ class TeacherClient:
             return result
 
         try:
-            reply = await self._send(call.role, ep, messages, params, ex)
+            reply = await self._send(call.role, ep, messages, params, ex, item_header(call))
             try:
                 value = parse_reply(reply.content, reply.finish_reason, call.output, call.check)
                 accepted = reply
@@ -250,7 +260,7 @@ class TeacherClient:
                 usage.repaired = True
                 repair = [*messages, {"role": "assistant", "content": reply.content or ""},
                           {"role": "user", "content": REPAIR_INSTRUCTION.format(error=first_error)}]  # fmt: skip
-                second = await self._send(call.role, ep, repair, params, ex)
+                second = await self._send(call.role, ep, repair, params, ex, item_header(call))
                 try:
                     value = parse_reply(second.content, second.finish_reason, call.output, call.check)
                     accepted = second
@@ -298,7 +308,7 @@ class TeacherClient:
         backoff = wait_exponential_jitter(multiplier=self.config.backoff_initial_s, max=self.config.backoff_max_s, jitter=self.config.backoff_initial_s)
         return backoff(state)
 
-    async def _send(self, role: str, ep: EndpointConfig, messages: list[dict], params: dict, ex: _Exchange) -> _Reply:
+    async def _send(self, role: str, ep: EndpointConfig, messages: list[dict], params: dict, ex: _Exchange, headers: dict | None = None) -> _Reply:
         client = self._client(role)
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
@@ -317,7 +327,7 @@ class TeacherClient:
                     # Charged once a slot is free, so that tokens of the replies before it count.
                     self._charge_request()
                     ex.requests += 1
-                    response = await client.chat.completions.create(model=ep.model, messages=messages, **params)
+                    response = await client.chat.completions.create(model=ep.model, messages=messages, extra_headers=headers, **params)
                     self._charge_tokens(response, ex)
         if not response.choices:
             return _Reply(None, None)

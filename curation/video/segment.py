@@ -164,11 +164,53 @@ def group_windows(clips: list[ClipSpan], fps: float, window_max_s: float) -> lis
     return windows
 
 
-def vst_frame_count(window_start_s: float, window_end_s: float, max_frames: int = VST_MAX_FRAMES) -> int:
-    """Frames VST's loader decodes for a window: 2 fps, capped, padded to an even count."""
+def vst_frame_count(
+    window_start_s: float, window_end_s: float, max_frames: int = VST_MAX_FRAMES, *, fps: float | None = None, frame_count: int | None = None
+) -> int:
+    """Frames VST's loader decodes for a window: 2 fps, capped, padded to an even count.
+
+    With the video's `fps` and `frame_count` the count is exact (`vst_window_frames`: frames picked
+    by their timestamps, both window edges included). Without them it is the estimate
+    floor(2 * duration), which can be one or two frames off the loader's count."""
+    if fps is not None and frame_count is not None:
+        return len(vst_window_frames(window_start_s, window_end_s, decord_frame_times(fps, frame_count), max_frames))
     n = min(int(math.floor((window_end_s - window_start_s) * VST_FPS + 1e-9)), max_frames)
     n = max(n, 1)
     return n + (n % 2)
+
+
+def decord_frame_times(fps: float, frame_count: int) -> np.ndarray:
+    """The per-frame timestamps VST's loader reads (`vr._frame_pts[:, 1]`) for a constant-rate
+    video: decord stores each frame's END time, (i + 1) / fps, as float32. Checked bit for bit
+    against decord on H.264 files at 25, 30 and 29.97 fps (tests/test_segment.py)."""
+    return ((np.arange(frame_count, dtype=np.float64) + 1.0) / fps).astype(np.float32)
+
+
+def video_frame_times(reader) -> np.ndarray:
+    """The same timestamps read from an open decord VideoReader (exact for variable frame rates)."""
+    return reader.get_frame_timestamp(list(range(len(reader))))[:, 1]
+
+
+def vst_window_frames(window_start_s: float, window_end_s: float, frame_times: np.ndarray, max_frames: int = VST_MAX_FRAMES) -> list[int]:
+    """Source frame indices of the N frames VST's loader decodes for a window (spec section 2,
+    livecc_utils `_read_video_decord_plus`, strict-fps path), step by step as it does them:
+    1. the frames whose timestamp t satisfies video_start <= t <= video_end (both edges included);
+    2. target times from the first to the last of those timestamps every 1/2 s (+1e-6), the first
+       `max_frames` of them (FPS_MAX_FRAMES, drop_last);
+    3. for each target time, the first frame whose timestamp is >= it;
+    4. the last frame repeated until the count is even.
+    `frame_times` must be float32 as decord gives them: numpy then compares in float32 exactly as
+    the loader does (numpy 2 promotion rules, VST pins numpy 2.3)."""
+    times = np.asarray(frame_times)
+    inside = ((window_start_s <= times) & (times <= window_end_s)).nonzero()[0]
+    if len(inside) == 0:
+        return []
+    inside_times = times[inside]
+    targets = np.arange(inside_times[0], inside_times[-1] + 1e-6, 1 / VST_FPS)[:max_frames]
+    picked = inside[(targets[:, None] <= inside_times).argmax(axis=1)].tolist()
+    if len(picked) % 2:
+        picked.append(picked[-1])
+    return picked
 
 
 def vst_frame_indices(
@@ -179,19 +221,18 @@ def vst_frame_indices(
     fps: float,
     frame_count: int,
     max_frames: int = VST_MAX_FRAMES,
+    frame_times: np.ndarray | None = None,
 ) -> list[int]:
-    """Source frame indices of the 2 fps frames VST's loader assigns to one clip of a window.
+    """Source frame indices of the 2 fps frames VST's loader assigns to one clip of a window: the
+    window's N frames (`vst_window_frames`) sliced by `int(N*(s-vs)/(ve-vs)) : int(N*(e-vs)/(ve-vs))`.
+    `frame_times` (from `video_frame_times`) overrides the constant-rate timestamps of fps."""
+    times = decord_frame_times(fps, frame_count) if frame_times is None else frame_times
+    window = vst_window_frames(window_start_s, window_end_s, times, max_frames)
+    lo, hi = vst_clip_slice(len(window), window_start_s, window_end_s, clip_start_s, clip_end_s)
+    return window[lo:hi]
 
-    The loader slices the window's N frames by `int(N*(s-vs)/(ve-vs)) : int(N*(e-vs)/(ve-vs))`;
-    frame k of the window sits at `vs + k / 2` seconds (the padding frame repeats the last one).
-    """
-    n = vst_frame_count(window_start_s, window_end_s, max_frames)
+
+def vst_clip_slice(n: int, window_start_s: float, window_end_s: float, clip_start_s: float, clip_end_s: float) -> tuple[int, int]:
+    """The loader's slice of a window's n frames for one clip (spec section 2, point 2)."""
     span = window_end_s - window_start_s
-    lo = int(n * (clip_start_s - window_start_s) / span)
-    hi = int(n * (clip_end_s - window_start_s) / span)
-    real = min(n, int(math.floor(span * VST_FPS + 1e-9)) or 1, max_frames)
-    out = []
-    for k in range(lo, hi):
-        k_real = min(k, real - 1)
-        out.append(min(frame_count - 1, int(round((window_start_s + k_real / VST_FPS) * fps))))
-    return out
+    return int(n * (clip_start_s - window_start_s) / span), int(n * (clip_end_s - window_start_s) / span)

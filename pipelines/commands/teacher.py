@@ -46,6 +46,30 @@ def register(app: typer.Typer) -> None:
         """Stop the embedded teacher started by `vstw teacher serve` (by its pid)."""
         _stop()
 
+    @teacher.command("simulate")
+    def simulate_cmd(
+        port: int = typer.Option(0, "--port", help="0: a free port"),
+        rate: float = typer.Option(0.1, "--rate", min=0.0, max=1.0, help="share of teacher items that get a mistake"),
+        kinds: str = typer.Option("", "--kinds", help="comma-separated mistake kinds (default: all; see docs/teacher.md)"),
+        seed: int = typer.Option(0, "--seed", help="which items get which mistake"),
+        log: Path = typer.Option(None, "--log", help="injection log, JSON lines (default: data/teacher-sim/injections.jsonl)"),
+        stop: bool = typer.Option(False, "--stop", help="stop the running simulated teacher instead"),
+    ):
+        """Start the simulated teacher in the background: faithful replies, known mistakes at --rate, each logged."""
+        from pipelines.teacher_sim import SimulatorProcessError, start_simulator, stop_simulator
+
+        if stop:
+            info = stop_simulator(project_root())
+            console.print(f"stopped the simulated teacher (pid {info.pid})" if info else "no simulated teacher was running")
+            return
+        try:
+            info = start_simulator(project_root(), port=port, rate=rate, kinds=[k.strip() for k in kinds.split(",") if k.strip()] or None, seed=seed, log_path=log)
+        except (SimulatorProcessError, ValueError) as err:
+            fail(str(err))
+        console.print(f"simulated teacher running: {info.base_url} (pid {info.pid}, rate {info.rate}, seed {info.seed})", highlight=False, soft_wrap=True)
+        console.print(f"injections logged to {info.log}; recipe: teacher.text.base_url: {info.base_url}", highlight=False, soft_wrap=True)
+        console.print("stop it with: vstw teacher simulate --stop", highlight=False)
+
     @teacher.command("status")
     def status_cmd():
         """Whether the embedded teacher runs, and where."""

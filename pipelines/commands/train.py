@@ -1,14 +1,16 @@
-"""vstw train --sft EXPORT --model PATH [--steps N]; vstw train compare --a A --b B --eval GOLD;
+"""vstw train --sft EXPORT --model PATH [--steps N];
+vstw train compare --a A --b B [--eval GOLD | --eval-worlds N --eval-seed S] [--seeds 0,1,2] [--json];
 vstw train gold OUT (a gold set from the synthetic ground truth)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
 import typer
 
-from pipelines.commands._util import console, fail, project_root
+from pipelines.commands._util import console, err_console, fail, project_root
 
 
 def _config(steps, lr, grad_accum, eval_fraction, eval_every, seed, frame_width, lora, device, threads):
@@ -98,7 +100,13 @@ def register(app: typer.Typer) -> None:
     def compare_cmd(
         a: Path = typer.Option(..., "--a", help="first SFT export"),
         b: Path = typer.Option(..., "--b", help="second SFT export"),
-        eval: Path = typer.Option(..., "--eval", help="gold set: a .jsonl of SFT records, or a folder of synthetic ground truth"),
+        eval: Path = typer.Option(None, "--eval", help="evaluation set: a .jsonl of SFT records, or a folder of synthetic ground truth (default: held-out worlds, see --eval-worlds)"),
+        eval_worlds: int = typer.Option(12, "--eval-worlds", help="without --eval: this many synthetic worlds of --eval-seed, written into data/heldout/SEED/ if missing"),
+        eval_seed: int = typer.Option(None, "--eval-seed", help="seed of the held-out worlds; must differ from the training corpus's seed (default 9001)"),
+        allow_overlap: bool = typer.Option(False, "--allow-overlap", help="evaluate even when evaluation videos are in a training export (the report is marked NOT HELD OUT)"),
+        seeds: str = typer.Option(None, "--seeds", help="training seeds, comma separated (e.g. 0,1,2): each arm is trained once per seed; default --seed"),
+        json_out: bool = typer.Option(False, "--json", help="end with one line holding the report as one JSON object"),
+        keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="save every arm x seed checkpoint under OUT/ARM/seed-S/"),
         model: str = typer.Option("tiny", "--model"),
         out: Path = typer.Option(None, "--out", help="output folder (default data/train/compare-TIME)"),
         steps: int = common["steps"],
@@ -113,21 +121,34 @@ def register(app: typer.Typer) -> None:
         threads: int = common["threads"],
         video_root: list[Path] = common["video_root"],
     ):
-        """Same model, same budget, two exports: gold loss and answer accuracy in one report."""
+        """Same model, same budget, two exports, one run per seed: eval loss and answer accuracy on
+        videos neither export trained on, with the spread over seeds, in one report."""
         for name, path in (("--a", a), ("--b", b), ("--eval", eval)):
-            if not path.exists():
+            if path is not None and not path.exists():
                 fail(f"{name} {path}: not found")
-        from curation.model.trainer import compare
+        from curation.model.trainer import compact_report, compare
 
+        seed_list = parse_seeds(seeds) if seeds else [seed]
+        if eval is None:
+            eval, limit = heldout_set(eval_worlds, eval_seed)
+        else:
+            limit = None
+            if eval_seed is not None:
+                fail("--eval-seed writes held-out worlds; give it without --eval (or drop it)")
         out = out or _default_out("compare")
-        config = _config(steps, lr, grad_accum, eval_fraction, eval_every, seed, frame_width, lora, device, threads)
+        config = _config(steps, lr, grad_accum, eval_fraction, eval_every, seed_list[0], frame_width, lora, device, threads)
         roots = [*video_root, *_export_roots(a), *_export_roots(b), project_root()]
         try:
-            report = compare(a, b, eval, _model(model), out, config, roots, log=lambda *_: None)
-        except ValueError as err:
+            report = compare(
+                a, b, eval, _model(model), out, config, roots, log=lambda *_: None, seeds=seed_list,
+                allow_overlap=allow_overlap, eval_limit=limit, keep_checkpoints=keep_checkpoints, warn=_warn,
+            )  # fmt: skip
+        except (ValueError, FileNotFoundError) as err:  # EvalOverlap is a ValueError
             fail(str(err))
-        console.print((out / "report.md").read_text())
-        console.print(f"report: {out / 'report.md'} ({report['verdict']})")
+        print((out / "report.md").read_text())
+        print(f"report: {out / 'report.md'} ({report['verdict']})")
+        if json_out:
+            print(json.dumps(compact_report(report)))
 
     @train_app.command("gold")
     def gold_cmd(
@@ -153,3 +174,29 @@ def _export_roots(path: Path) -> list[Path]:
             return [folder]
     return []
 
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; a clear error for anything else (duplicates included)."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        fail(f"--seeds {text!r}: give integers separated by commas, e.g. 0,1,2")
+    if not seeds or len(set(seeds)) != len(seeds):
+        fail(f"--seeds {text!r}: give distinct integers separated by commas, e.g. 0,1,2")
+    return seeds
+
+
+def heldout_set(count: int, seed: int | None) -> tuple[Path, int]:
+    """data/heldout/SEED/ with its first `count` synthetic worlds written (kept when present)."""
+    from curation.model.gold import HELDOUT_SEED, ensure_heldout, heldout_folder
+
+    seed = HELDOUT_SEED if seed is None else seed
+    if count < 1:
+        fail(f"--eval-worlds {count}: need at least 1")
+    folder = ensure_heldout(heldout_folder(project_root(), seed), count, seed)
+    return folder, count
+
+
+def _warn(message: str) -> None:
+    err_console.print(message, style="bold red", markup=False, highlight=False, soft_wrap=True)

@@ -30,9 +30,19 @@ def _print_report(report, show_tokens: bool = False) -> None:
             console.print(table)
             total = sum(r.tokens for r in rendered)
             console.print(f"tokens: total {total}, mean {total / len(rendered):.0f}, max {max(r.tokens for r in rendered)} over {len(rendered)} rendered records")
+            _print_counter(report.counted_by)
     bad = len(report.bad_records)
     verdict = "[green]OK[/]" if report.ok else "[red]INVALID[/]"
     console.print(f"{verdict} {escape(str(report.path))}: {len(report.records)} records, {bad} bad, {len(report.file_problems)} file problems", highlight=False, soft_wrap=True)
+
+
+def _print_counter(counter) -> None:
+    """Say which processor counted the tokens: the tiny offline one's counts are not Qwen's."""
+    if counter is None:
+        return
+    console.print(f"tokens counted by {escape(str(counter))}", highlight=False, soft_wrap=True)
+    if not counter.qwen_vocabulary:
+        console.print("[yellow]these are not Qwen2.5-VL token counts[/]: render with --processor <Qwen2.5-VL or VST folder> for real ones", highlight=False, soft_wrap=True)
 
 
 def _load_processor(processor: str | None, tiny: bool):
@@ -70,12 +80,13 @@ def register(app: typer.Typer) -> None:
         path: Path = typer.Argument(..., help="an SFT .jsonl, or a folder of them (exports/sft)"),
         video_root: Path = typer.Option(None, help="folder relative video paths are joined to (default: the export root, the folder above sft/)"),
         processor: str = typer.Option(None, help="local folder of a Qwen2.5-VL processor (VST or Qwen weights folder) to render with"),
-        tiny: bool = typer.Option(True, help="without --processor: render with the tiny offline Qwen2.5-VL processor"),
+        tiny: bool = typer.Option(True, help="without --processor: render with the tiny offline Qwen2.5-VL processor (its own small tokenizer and pixel budget: token counts are NOT Qwen's)"),
         render: bool = typer.Option(True, help="render every record into the training conversation (slower)"),
         max_frames: int = typer.Option(384, help="the trainer's FPS_MAX_FRAMES"),
         limit: int = typer.Option(None, help="validate only the first N records of each file"),
     ):
-        """Seek offsets, record shape, videos, 2 fps slices, rendering and labels, per record."""
+        """Seek offsets, record shape, videos, 2 fps slices, rendering and labels, per record.
+        Token counts are printed with the processor that counted them (tiny by default: not Qwen's)."""
         from curation.formats.validate import validate_sft
 
         files = _files(path, "*.jsonl")

@@ -1,6 +1,7 @@
 """export: checked (and reviewed) chains -> files VST's trainers load unchanged.
 
     exports/videos/<video_id>.<ext>            links (or copies) of the source videos
+    exports/videos/<video_id>-w<ms>-<ms>.mp4   RL: cuts of the windows that are not the whole video
     exports/sft/<subset>_with_seeks.jsonl      SFT records, one file per subset (spec section 2)
     exports/sft/<subset>_seeks.jsonl           their byte-offset seek index
     exports/sft/<subset>_provenance.jsonl      line i: run, chain id, teacher, prompt versions of record i
@@ -11,16 +12,23 @@
 
 The export root (`exports/`) is the dataset root: SFT video paths are relative to it, and the RL
 trainer must run from it (VST opens `video_context` from the working directory).
-Per chain, the stage decides (policy from the recipe) and renders its records into the
-`export_decisions` table (exported or not, and why); `finalize` then writes the files from that
-table, so a rerun rewrites them identically.
+Loading the inputs decides every chain (policy from the recipe and the verdict tables:
+pipelines/stages/export_policy.py; decided over the whole run, since answer letters are balanced
+over the export); the stage then renders each chain's records into the `export_decisions` table
+(exported or not, and why); `finalize` writes the files from that table, so a rerun rewrites
+them identically.
+An RL row is about its chain's window only, so it points at a cut of that window (frame-accurate,
+ffmpeg) unless the window is the whole video; `export_decisions.rl_row` holds the window's nominal
+length, the Parquet the cut's probed one (they agree within a frame).
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -29,16 +37,20 @@ from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from curation.formats.hf import corpus_stats, dataset_card, hf_row, write_dataset
-from curation.formats.rl import RLExportError, rl_row, rl_table
+from curation.formats.rl import RLExportError, is_whole_video, rl_row, rl_table, window_cut_name
+from curation.formats.question import answer_letter
 from curation.formats.sft import PREVIOUS, dumps_record, sft_record, write_sft
+from curation.reviews import THOUGHT_LABELS
 from pipelines.rundir import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_parquet
 from pipelines.stage import Stage, StageContext, StageParams, failed
+from pipelines.stages import export_policy as policy_
 
 EXPORT_VERSION = "vst-export/1"
+CUT_NAME = re.compile(r".+-w\d+-\d+\.mp4")  # curation.formats.rl.window_cut_name
+log = logging.getLogger(__name__)
 # The chain columns an export reads (not the raw teacher replies or cache keys).
 CHAIN_COLUMNS = ["chain_id", "window_id", "video_id", "video_path", "start_s", "end_s", "thoughts", "qa", "final_answer", "teacher", "prompt_versions", "status"]
 
@@ -46,8 +58,15 @@ CHAIN_COLUMNS = ["chain_id", "window_id", "video_id", "video_path", "start_s", "
 class ExportParams(StageParams):
     stage: Literal["export"] = "export"
     formats: list[Literal["sft", "rl", "hf"]] = Field(default_factory=lambda: ["sft", "rl", "hf"])
-    exclude_on: list[str] | Literal["any"] = Field("any", description="checks whose failed verdict excludes a chain ('any': every check)")
-    exclude_unchecked: bool = Field(False, description="also exclude a chain when one of those checks could not run")
+    # Policy (pipelines/stages/export_policy.py; docs/formats.md "Which chains are exported").
+    exclude_on: list[str] | Literal["any"] = Field("any", description="checks whose failed verdict excludes a chain: rule checks, answer, judge_teacher_forced, judge_own_thinking, judge_blind, judge_likelihood ('any': every rule check, answer, and the judge's except own_thinking when judge verdicts are used)")
+    required_checks: list[str] | Literal["default"] = Field("default", description="checks every exported chain needs a verdict of ('default': every rule check + answer, + the judge's excluding ones when used)")
+    allow_unchecked: list[str] = Field(default_factory=list, description="required checks a chain may lack or that may not have run, by name (e.g. [dedup])")
+    judge_excludes: bool | Literal["auto"] = Field("auto", description="auto: the judge's verdicts exclude unless its model is untrained (tiny); true / false: always / never")
+    rl_pass_rate_band: tuple[float, float] = Field((0.0, 1.0), description="RL rows keep chains whose own-thinking pass rate is strictly inside (low, high), when judge verdicts are used")
+    exclude_review_labels: list[str] = Field(default_factory=lambda: ["hallucinated", "leaks_future", "wrong", "not_grounded"], description="reviewer thought labels that exclude a chain")
+    shuffle_options: bool = Field(True, description="re-letter multiple-choice options so the correct letter is balanced over the export")
+    seed: int = Field(0, description="seed of the option shuffle")
     group_by: Literal["qa_type", "video", "none"] = Field("qa_type", description="one SFT file (and HF split) per group")
     subset_names: dict[str, str] = Field(default_factory=dict, description="rename groups, e.g. {numerical: counting}")
     instruction: str = Field("", description="the user text of every clip turn")
@@ -57,6 +76,27 @@ class ExportParams(StageParams):
     link_videos: Literal["symlink", "copy"] = Field("symlink", description="how videos get under exports/videos (relative paths)")
     trailing_seeks: bool = Field(False, description="also append the offsets as the JSONL's last line (old LiveCC convention)")
     dataset_name: str | None = Field(None, description="name in the dataset card (default: vst-<run>)")
+
+    @field_validator("exclude_on", "required_checks", "allow_unchecked")
+    @classmethod
+    def _known_checks(cls, value):
+        return value if isinstance(value, str) else policy_.normalize_checks(value)
+
+    @field_validator("rl_pass_rate_band")
+    @classmethod
+    def _band(cls, value):
+        low, high = value
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"rl_pass_rate_band must be [low, high] with 0 <= low < high <= 1, got {list(value)}")
+        return value
+
+    @field_validator("exclude_review_labels")
+    @classmethod
+    def _labels(cls, value):
+        unknown = [v for v in value if v not in THOUGHT_LABELS]
+        if unknown:
+            raise ValueError(f"unknown review label(s) {unknown}; the labelling config has: {', '.join(THOUGHT_LABELS)}")
+        return value
 
 
 # ---- inputs -------------------------------------------------------------------------------------
@@ -70,6 +110,9 @@ def load_export_inputs(run_dir: RunDir, params: ExportParams) -> list[dict]:
 
 
 def _load_export_inputs(run_dir: RunDir, params: ExportParams) -> list[dict]:
+    """One record per ok chain, with its decision made here: the policy needs the whole run
+    (letters balanced over the export), so the stage function only renders."""
+    policy = policy_.export_policy(run_dir, params)
     chains = [c for c in run_dir.read_rows("chains", CHAIN_COLUMNS) if c["status"] == "ok"]
     kept_ids = {c["chain_id"] for c in chains}
     if run_dir.has_table("reviews"):
@@ -79,40 +122,52 @@ def _load_export_inputs(run_dir: RunDir, params: ExportParams) -> list[dict]:
         kept_ids = {c["chain_id"] for c in reviewed}
         by_id = {c["chain_id"]: c for c in reviewed}
         chains = [by_id.get(c["chain_id"], c) for c in chains]
-    verdicts: dict[str, list[dict]] = {}
-    if run_dir.has_table("verdicts"):
-        # Only verdicts that did not pass can exclude a chain: filter in Arrow, not in Python.
-        table = run_dir.read_table("verdicts", ["chain_id", "check", "passed", "status", "reason"])
-        table = table.filter(pc.invert(pc.fill_null(table["passed"], False)))
-        for v in table.to_pylist():
-            verdicts.setdefault(v["chain_id"], []).append(v)
+    verdicts = policy_.read_verdicts(run_dir, policy.tables)
     videos = {v["video_id"]: v for v in run_dir.read_rows("videos", ["video_id", "path", "duration_s", "status"]) if v["status"] == "ok"}
-    return [
-        {
-            "chain_id": c["chain_id"],
-            "chain": c,
-            "rejected": c["chain_id"] not in kept_ids,
-            "verdicts": verdicts.get(c["chain_id"], []),
-            "video": videos.get(c["video_id"]),
-        }
-        for c in chains
-    ]
+    recheck = _recheck_inputs(run_dir, [c for c in chains if c.get("review_corrected") and c["chain_id"] in kept_ids])
+    records = []
+    for c in chains:
+        chain_verdicts = verdicts.get(c["chain_id"], [])
+        excluded, rl_excluded = decide(c, chain_verdicts, c["chain_id"] not in kept_ids, policy, recheck, videos.get(c["video_id"]))
+        records.append(
+            {
+                "chain_id": c["chain_id"],
+                "chain": c,
+                "excluded_by": excluded,
+                "rl_excluded_by": rl_excluded,
+                "judge_flags": policy_.judge_flags(chain_verdicts),
+                "video": videos.get(c["video_id"]),
+            }
+        )
+    if params.shuffle_options:
+        policy_.assign_answer_letters(records, params.seed, lambda chain: subset_of(chain, params))
+    return records
+
+
+def _recheck_inputs(run_dir: RunDir, corrected: list[dict]) -> dict:
+    """The graphs of the windows and the captions of the clips of reviewer-corrected chains
+    (only those rows are read): what the rule checks need to re-check a correction."""
+    windows = {c["window_id"] for c in corrected}
+    clips = {t.get("clip_id") for c in corrected for t in c.get("thoughts") or []}
+    graphs = {g["window_id"]: g for g in policy_.rows_where(run_dir, "graphs", "window_id", windows)}
+    captions = {r["clip_id"]: r for r in policy_.rows_where(run_dir, "captions", "clip_id", clips, ["clip_id", "caption", "entities", "status"])}
+    return {"graphs": graphs, "captions": captions}
+
+
+def decide(chain: dict, verdicts: list[dict], rejected: bool, policy, recheck: dict, video: dict | None) -> tuple[list[str], list[str]]:
+    """(excluded_by, rl_excluded_by) of one chain: [] and [] when it goes everywhere."""
+    if rejected:
+        return ["review:reject"], []
+    if chain.get("review_corrected"):
+        checked = {**chain, "video_duration_s": (video or {}).get("duration_s")}  # the probed length, as the check stage uses
+        clip_ids = [t.get("clip_id") for t in chain.get("thoughts") or []]
+        captions = {c: recheck["captions"][c] for c in clip_ids if c in recheck["captions"]}
+        verdicts = policy_.reviewed_verdicts(checked, verdicts, policy, recheck["graphs"].get(chain["window_id"]), captions)
+    excluded = sorted(set(policy_.exclusions(verdicts, policy)) | set(policy_.review_exclusions(chain, policy)))
+    return excluded, policy_.rl_exclusions(verdicts, policy)
 
 
 # ---- per chain ----------------------------------------------------------------------------------
-def exclusions(verdicts: list[dict], params: ExportParams) -> list[str]:
-    """"check:reason" of every verdict that excludes the chain under the recipe's policy."""
-    out = []
-    for v in sorted(verdicts, key=lambda v: (v["check"], v["reason"] or "")):
-        if params.exclude_on != "any" and v["check"] not in params.exclude_on:
-            continue
-        if v["passed"] is False:
-            out.append(f"{v['check']}:{v['reason'] or 'failed'}")
-        elif v["passed"] is None and params.exclude_unchecked:
-            out.append(f"{v['check']}:not_run")
-    return out
-
-
 def subset_of(chain: dict, params: ExportParams) -> str:
     if params.group_by == "qa_type":
         group = (chain.get("qa") or {}).get("type") or "no_question"
@@ -133,6 +188,17 @@ def video_id_file(video: dict) -> str:
     return f"{video['video_id']}{Path(video['path']).suffix.lower() or '.mp4'}"
 
 
+def rl_video(chain: dict, video: dict, whole_path: str) -> tuple[str, float]:
+    """(video_context, duration) of a chain's RL row: the question holds for its window only.
+    The whole video when the window is the whole video; else the window's cut `videos/<name>`
+    with the window's nominal length. `write_exports` makes the cut, puts its probed length in
+    the row (and its absolute path, with `video_paths: absolute`)."""
+    start, end = float(chain["start_s"]), float(chain["end_s"])
+    if is_whole_video(start, end, video["duration_s"]):
+        return whole_path, video["duration_s"]
+    return f"videos/{window_cut_name(chain['video_id'], start, end)}", round(end - start, 6)
+
+
 def export_one(record: dict, params: ExportParams) -> dict:
     chain, video = record["chain"], record["video"]
     qa = chain.get("qa") or {}
@@ -150,14 +216,18 @@ def export_one(record: dict, params: ExportParams) -> dict:
     }
     if video is None:
         return failed("video_unknown", f"chain {chain['chain_id']}: video {chain['video_id']} is not an ok row of the videos table", **base, exported=False)
-    excluded = ["review:reject"] if record["rejected"] else exclusions(record["verdicts"], params)
+    excluded = record["excluded_by"]  # decided over the whole run when the inputs were loaded
     path = export_video_path(video, params)
     record_line = dumps_record(sft_record(chain, path, params.instruction, params.previous, params.qa_span))
     try:
-        rl = json.dumps(rl_row(chain, path, video["duration_s"]), ensure_ascii=False)
+        rl_context, rl_duration = rl_video(chain, video, path)
+        rl = json.dumps(rl_row(chain, rl_context, rl_duration), ensure_ascii=False)
     except RLExportError:
         rl = None  # the qa check reports why; this chain has no RL form
-    return {**base, "exported": not excluded, "excluded_by": excluded, "duration_s": video["duration_s"], "sft_record": record_line, "rl_row": rl}
+    if record["rl_excluded_by"]:
+        rl = None  # outside the judge's pass-rate band: no RL row (SFT keeps the chain)
+    policy = {"rl_excluded_by": record["rl_excluded_by"], "judge_flags": record["judge_flags"], "answer_letter": answer_letter(qa) if qa.get("type") == "multiple_choice" else None}
+    return {**base, **policy, "exported": not excluded, "excluded_by": excluded, "duration_s": video["duration_s"], "sft_record": record_line, "rl_row": rl}
 
 
 def export_batch(records: list[dict], params: ExportParams, ctx: StageContext) -> list[dict]:
@@ -186,6 +256,61 @@ def link_videos(rows: list[dict], videos: dict[str, dict], root: Path, mode: str
         elif not (dst.is_symlink() and Path(os.readlink(dst)) == src):
             dst.unlink(missing_ok=True)
             dst.symlink_to(src)
+
+
+def _window_of(row: dict) -> tuple[float, float]:
+    """(video_start, video_end) of an exported chain: its SFT record holds the window."""
+    video = json.loads(row["sft_record"])[0]["content"][0]
+    return float(video["video_start"]), float(video["video_end"])
+
+
+def _export_path(dataset_root: str, relative: str) -> str:
+    """A file of the export root as an absolute path (or URI, for a run on object storage)."""
+    if "://" in dataset_root:
+        return dataset_root.rstrip("/") + "/" + relative
+    return str(Path(dataset_root).resolve() / relative)
+
+
+def cut_rl_windows(run_dir: RunDir, rows: list[dict], parsed: dict[str, dict], root: Path, dataset_root: str, params: ExportParams) -> tuple[list[dict], dict]:
+    """Cut every window an RL row points at (once per window, skipped when already cut) into
+    exports/videos/, and put the cut's probed duration (and, with `video_paths: absolute`, its
+    absolute path) into those rows. Returns the rows kept (a window that cannot be cut loses its
+    RL rows, never points them at the wrong span) and the summary for the manifest."""
+    from curation.video.cut import CutError, cut_window
+
+    folder = root / "videos"
+    cuts: dict[str, float | str] = {}  # cut name -> probed duration, or why it failed
+    kept, failed_rows = [], 0
+    videos = None
+    for r in rows:
+        row = parsed[r["chain_id"]]
+        start, end = _window_of(r)
+        name = window_cut_name(r["video_id"], start, end)
+        if row["video_context"] != f"videos/{name}":
+            kept.append(r)  # the window is the whole video: the row keeps the source video
+            continue
+        if name not in cuts:
+            videos = videos or {v["video_id"]: v for v in run_dir.read_rows("videos", ["video_id", "path"])}
+            try:
+                cuts[name] = cut_window(videos[r["video_id"]]["path"], start, end, folder / name)
+            except CutError as err:
+                cuts[name] = str(err)
+                log.warning("RL rows of window %s-%s s of %s left out: %s", start, end, r["video_id"], err)
+        got = cuts[name]
+        if isinstance(got, str):
+            failed_rows += 1
+            continue
+        row["extra_info"] = {**row["extra_info"], "duration": round(got, 6)}
+        if params.video_paths == "absolute":
+            row["video_context"] = _export_path(dataset_root, f"videos/{name}")
+        kept.append(r)
+    wanted = set(cuts)
+    if folder.is_dir():
+        for stale in folder.glob("*-w*-*.mp4"):  # cuts of windows an earlier export had and this one has not
+            if stale.name not in wanted and CUT_NAME.fullmatch(stale.name):
+                stale.unlink()
+    errors = {name: err for name, err in sorted(cuts.items()) if isinstance(err, str)}
+    return kept, {"windows": len(cuts) - len(errors), "rows_left_out": failed_rows, "errors": errors}
 
 
 def provenance(row: dict, run: str) -> dict:
@@ -218,6 +343,7 @@ def _write_exports(run_dir: RunDir, params: ExportParams, root: Path, dataset_ro
     ok = sorted((r for r in rows if r["status"] == "ok" and r["exported"]), key=lambda r: (r["subset"], r["chain_id"]))
     excluded = Counter(reason for r in rows if r["status"] == "ok" and not r["exported"] for reason in r["excluded_by"] or [])
     excluded.update(f"failed:{r['reason']}" for r in rows if r["status"] != "ok")
+    report = policy_.export_report(policy_.export_policy(run_dir, params), rows, ok, params)
     by_subset: dict[str, list[dict]] = {}
     for r in ok:
         by_subset.setdefault(r["subset"], []).append(r)
@@ -245,7 +371,9 @@ def _write_exports(run_dir: RunDir, params: ExportParams, root: Path, dataset_ro
 
     rl_rows = [r for r in ok if r["rl_row"]]
     rl_parsed = {r["chain_id"]: json.loads(r["rl_row"]) for r in rl_rows}
+    rl_cuts: dict = {}
     if "rl" in params.formats:
+        rl_rows, rl_cuts = cut_rl_windows(run_dir, rl_rows, rl_parsed, root, dataset_root, params)
         rl_dir = root / "rl"
         table = rl_table([dict(rl_parsed[r["chain_id"]]) for r in rl_rows])
         atomic_write_parquet(rl_dir / "train.parquet", table)
@@ -256,7 +384,7 @@ def _write_exports(run_dir: RunDir, params: ExportParams, root: Path, dataset_ro
     stats = None
     if "hf" in params.formats:
         hf_rows = {s: [hf_row(r["sft_record"], rl_parsed.get(r["chain_id"]), r["prov"]) for r in subset_rows] for s, subset_rows in by_subset.items()}
-        stats = corpus_stats(hf_rows, dict(excluded))
+        stats = corpus_stats(hf_rows, dict(excluded)) | {"answer_letters": report["answer_letters"]["all"], "policy_notes": report["notes"]}
         recipe = run_dir.read_recipe().get("recipe") if run_dir.has_recipe() else None
         card = dataset_card(params.dataset_name or f"vst-{run}", stats, recipe, run)
         _swap_dir(root / "hf", lambda tmp: write_dataset(hf_rows, tmp, card) if hf_rows else (tmp / "README.md").write_text(card))
@@ -269,9 +397,11 @@ def _write_exports(run_dir: RunDir, params: ExportParams, root: Path, dataset_ro
         "dataset_root_note": "SFT video paths are relative to this folder; run VST's RL trainer from it (video_context is opened from the working directory)",
         "records": len(ok),
         "rl_rows": len(rl_rows),
+        "rl_window_cuts": rl_cuts,
         "subsets": {s: len(v) for s, v in by_subset.items()},
         "excluded": dict(sorted(excluded.items())),
         "chains_considered": len(rows),
+        **report,  # verdict tables read, the policy, judge flags, RL band exclusions, answer letters
         "files": files,
         "params": params.model_dump(mode="json"),
     }

@@ -1,13 +1,15 @@
 """qa: questions asked at the end of each window, each needing evidence from >= 2 clips
 (table `questions`).
 
-Two modes:
+Three modes:
 - template (default): questions derived from the knowledge graph by code (counting entities,
   order of first appearance, yes/no about order): the ground truth is exactly what the graph
   says, whatever the teacher's writing skill. No teacher call.
 - teacher: the teacher writes one question per type from the graph; the reply is checked
   (type, 2-5 options lettered A-E with one answer, numeric answers, Yes/No, evidence clips of
   this window, at least two of them) and fails with teacher_invalid_output otherwise.
+- mixed: both, per window (the verify stage recomputes the template answers and has the teacher
+  answer its own questions again).
 Options are stored as "A. text" strings; answers are the letter, a number string, or Yes/No.
 """
 
@@ -32,7 +34,7 @@ QA_TYPES = ("multiple_choice", "numerical", "yes_no")
 
 class QAParams(StageParams):
     stage: Literal["qa"] = "qa"
-    mode: Literal["template", "teacher"] = "template"
+    mode: Literal["template", "teacher", "mixed"] = "template"
     types: list[Literal["multiple_choice", "numerical", "yes_no"]] = Field(default_factory=lambda: list(QA_TYPES))
     max_options: int = Field(4, ge=2, le=5)
     prompt: str = Field("qa.v1", description="prompt template (teacher mode)")
@@ -143,21 +145,28 @@ def teacher_rows(graph: dict, results: list, types: list[str]) -> list[dict]:
 
 
 def qa_batch(graphs: list[dict], params: QAParams, ctx: StageContext) -> list[dict]:
-    out: dict[str, list[dict]] = {}
-    if params.mode == "template":
+    out: dict[str, list[dict]] = {g["window_id"]: [] for g in graphs}
+    if params.mode in ("template", "mixed"):
         for g in graphs:
-            out[g["window_id"]] = template_rows(g, params)
-    else:
+            out[g["window_id"]] += template_rows(g, params)
+    if params.mode in ("teacher", "mixed"):
         try:
             client = teacher_client(ctx)
         except TeacherConfigError as err:
-            return [failed(CONFIG_ERROR, str(err), **_base(g), question_id=f"{g['window_id']}-none") for g in graphs]
-        calls = [qa_call(g, t, params) for g in graphs for t in params.types]
-        results = client.complete_all(calls)
-        record_usage(ctx, "qa", [g["window_id"] for g in graphs], [r.usage for r in results])
-        n = len(params.types)
-        for i, g in enumerate(graphs):
-            out[g["window_id"]] = teacher_rows(g, results[i * n : (i + 1) * n], params.types)
+            if params.mode == "teacher":
+                return [failed(CONFIG_ERROR, str(err), **_base(g), question_id=f"{g['window_id']}-none") for g in graphs]
+            for g in graphs:  # mixed: the template questions stand without the teacher
+                out[g["window_id"]].append(failed(CONFIG_ERROR, str(err), **_base(g), question_id=f"{g['window_id']}-teacher-none"))
+            client = None
+        if client is not None:
+            calls = [qa_call(g, t, params) for g in graphs for t in params.types]
+            results = client.complete_all(calls)
+            record_usage(ctx, "qa", [g["window_id"] for g in graphs], [r.usage for r in results])
+            n = len(params.types)
+            for i, g in enumerate(graphs):
+                # mixed: a teacher question identical to a template one has its id; the template row stays
+                ids = {r["question_id"] for r in out[g["window_id"]]}
+                out[g["window_id"]] += [r for r in teacher_rows(g, results[i * n : (i + 1) * n], params.types) if r["question_id"] not in ids]
     rows = []
     for g in graphs:
         got = out[g["window_id"]]
