@@ -73,6 +73,26 @@ def gate_recipe(manifest: Path, base_url: str, judge: bool, workers: int) -> dic
     }
 
 
+def export_unfiltered(runs_root: Path, run_name: str, project_root: Path) -> Path:
+    """The same run exported with no exclusion at all (every chain the stages produced), into
+    `<run>-unfiltered/exports`: the baseline `benchmarks/gate_train.py` trains against."""
+    from pipelines.rundir import RunDir
+    from pipelines.runners.local import LocalRunner
+    from pipelines.stage import StageContext
+    from pipelines.stages import REGISTRY
+
+    target = runs_root / f"{run_name}-unfiltered"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(runs_root / run_name, target, ignore=shutil.ignore_patterns("export_decisions", "exports", "teacher-cache"))
+    run_dir = RunDir(target)
+    stage = REGISTRY["export"]
+    params = stage.params_model(formats=["sft", "rl"], exclude_on=[], allow_unchecked=["structure", "thoughts", "causality", "grounding", "qa", "dedup", "answer"],
+                                judge_excludes=False, exclude_review_labels=[])  # fmt: skip
+    ctx = StageContext(run=target.name, run_root=run_dir.root, project_root=project_root)
+    LocalRunner(workers=1, part_size=5000, progress=False).run_stage(stage, params, run_dir, ctx, stage.load_inputs(run_dir, params))
+    return run_dir.exports_dir
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worlds", type=int, default=60)
@@ -83,6 +103,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "data" / "bench" / "gate")
     ap.add_argument("--keep", action="store_true", help="keep an earlier run folder (default: start afresh)")
+    ap.add_argument("--unfiltered", action="store_true", help="also export the same run with no exclusion (for benchmarks/gate_train.py)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     args = ap.parse_args()
 
@@ -116,6 +137,9 @@ def main() -> int:
         print(f"  {stage:<9} {s}")
     print()
     print(format_report(report))
+    if args.unfiltered:
+        print(f"unfiltered export of the same run: {export_unfiltered(runs_root, run_name, ROOT)}")
+    print(f"gated export: {runs_root / run_name / 'exports'}")
     if args.json:
         print(json.dumps(report.as_json()))
     return 0

@@ -25,7 +25,6 @@ an echo of the prompt, and the thoughts cover the window's clips one per clip, i
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 from pydantic import Field, field_validator
