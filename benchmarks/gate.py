@@ -103,6 +103,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "data" / "bench" / "gate")
     ap.add_argument("--keep", action="store_true", help="keep an earlier run folder (default: start afresh)")
+    ap.add_argument("--wordings", choices=("seen", "heldout"), default="seen",
+                    help="heldout: the simulator words its mistakes in ways no check was written against")
     ap.add_argument("--unfiltered", action="store_true", help="also export the same run with no exclusion (for benchmarks/gate_train.py)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     args = ap.parse_args()
@@ -118,21 +120,20 @@ def main() -> int:
     corpus = make_corpus(args.out / f"worlds-{args.seed}", args.worlds, args.long, args.seed)
     t_corpus = time.perf_counter() - t0
     runs_root = args.out / "runs"
-    run_name = f"gate-r{args.rate:g}-s{args.seed}"
-    if not args.keep:
-        shutil.rmtree(runs_root / run_name, ignore_errors=True)
+    run_name = f"gate-r{args.rate:g}-s{args.seed}" + ("-heldout" if args.wordings == "heldout" else "")
     log = runs_root / run_name / "reports" / "injections.jsonl"
+    if not args.keep:  # a kept run resumes: its finished stages ask nothing, so its log must stay
+        shutil.rmtree(runs_root / run_name, ignore_errors=True)
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.unlink(missing_ok=True)
 
-    with SimulatedTeacherServer(rate=args.rate, seed=args.seed, log_path=log) as teacher:
+    with SimulatedTeacherServer(rate=args.rate, seed=args.seed, log_path=log, wordings=args.wordings) as teacher:
         recipe = parse_recipe(gate_recipe(corpus, teacher.base_url, not args.no_judge, args.workers), "gate recipe")
         t1 = time.perf_counter()
         summary = run_recipe(recipe, run_name, ROOT, runs_root=runs_root, progress=False, echo=lambda *a, **k: None)
         t_run = time.perf_counter() - t1
     report = gate_report(RunDir(runs_root / run_name), read_injections(log))
     print(f"corpus: {args.worlds} synthetic worlds ({args.long} over 192 s) in {corpus.parent} ({t_corpus:.0f} s to make)")
-    print(f"run: {runs_root / run_name}, mistake rate {args.rate}, seed {args.seed}, {t_run:.0f} s")
+    print(f"run: {runs_root / run_name}, mistake rate {args.rate}, seed {args.seed}, {args.wordings} wordings, {t_run:.0f} s")
     for stage, s in summary.items():
         print(f"  {stage:<9} {s}")
     print()

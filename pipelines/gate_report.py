@@ -61,7 +61,7 @@ class GateReport:
 
     def as_json(self) -> dict:
         return {
-            "by_kind": {k: {"injected": v["injected"], "caught": v["caught"]} for k, v in sorted(self.by_kind.items())},
+            "by_kind": {k: {"injected": v["injected"], "caught": v["caught"], "excluded": v["excluded"], "stopped_before_chain": v["stopped"]} for k, v in sorted(self.by_kind.items())},
             "false_reject_rate": self.false_reject_rate,
             "exported_correct_rate": self.exported_correct_rate,
             "clean_chains": self.clean_chains,
@@ -93,14 +93,27 @@ def _norm(text) -> str:
     return " ".join(str(text or "").split()).strip().lower()
 
 
+def _texts(chain: dict) -> list[str]:
+    return [_norm(t.get("text")) for t in chain.get("thoughts") or []]
+
+
 def carriers(injection: dict, chains_by_window: dict[str, list[dict]]) -> list[str]:
-    """chain ids whose content is the injected content."""
+    """chain ids whose content is the injected content.
+
+    A think reply is cached by its prompt (this clip's description, what is new, the memory so
+    far), so another window whose prompt is the same gets the same injected thought without a
+    request: every chain whose thoughts up to that clip equal the injected item's carries it."""
     stage, _, rest = (injection.get("item") or "").partition("/")
     if stage == "think":
         window_id, _, clip_id = rest.partition("/")
         text = _norm(injection.get("text"))
-        return [c["chain_id"] for c in chains_by_window.get(window_id, [])
+        here = [c for c in chains_by_window.get(window_id, [])
                 if any(t.get("clip_id") == clip_id and _norm(t.get("text")) == text for t in c.get("thoughts") or [])]  # fmt: skip
+        if not here:
+            return []
+        k = next(i for i, t in enumerate(here[0]["thoughts"]) if t.get("clip_id") == clip_id)
+        prefix = _texts(here[0])[: k + 1]
+        return [c["chain_id"] for cs in chains_by_window.values() for c in cs if _texts(c)[: k + 1] == prefix]
     if stage == "qa":
         window_id, _, qa_type = rest.partition("/")
         question, answer = _norm(injection.get("text")), injection.get("answer")
@@ -193,13 +206,38 @@ def answer_truth_error(chain: dict, truth: dict) -> str | None:
 
 
 # ---- the report --------------------------------------------------------------------------------
+class GateReportError(ValueError):
+    pass
+
+
+def this_runs(injections: list[dict], run_dir: RunDir) -> list[dict]:
+    """The injections into items of this run (a simulator's log may hold other runs' too)."""
+    windows = {g["window_id"] for g in run_dir.read_rows("graphs", ["window_id"])} if run_dir.has_table("graphs") else set()
+    chains = {c["chain_id"] for c in run_dir.read_rows("chains", ["chain_id"])}
+    clips = {c["clip_id"] for c in run_dir.read_rows("clips", ["clip_id"])} if run_dir.has_table("clips") else set()
+    out = []
+    for inj in injections:
+        stage, _, rest = (inj.get("item") or "").partition("/")
+        first = rest.partition("/")[0]
+        if (stage in ("qa", "think") and first in windows) or (stage == "verify" and first in chains) or (stage in ("graph", "perceive") and first in clips):
+            out.append(inj)
+    return out
+
+
 def gate_report(run_dir: RunDir, injections: list[dict]) -> GateReport:
+    """Raises GateReportError when the run cannot be scored (no export yet, a log of other runs)."""
+    if not run_dir.has_table("chains") or not run_dir.has_table("export_decisions"):
+        raise GateReportError(f"run {run_dir.name} has no export yet (chains and export_decisions are needed): run it through the export stage first")
     report = GateReport(run=run_dir.name)
+    mine = this_runs(injections, run_dir)
+    if injections and not mine:
+        raise GateReportError(f"none of the {len(injections)} logged injections is about an item of run {run_dir.name}: wrong --log?")
+    injections = mine
     chains = [c for c in run_dir.read_rows("chains", ["chain_id", "window_id", "video_id", "video_path", "start_s", "end_s", "thoughts", "qa", "qa_template", "status"]) if c["status"] == "ok"]
     by_window: dict[str, list[dict]] = defaultdict(list)
     for c in chains:
         by_window[c["window_id"]].append(c)
-    decisions = {d["chain_id"]: d for d in run_dir.read_rows("export_decisions", ["chain_id", "exported", "excluded_by", "status"])} if run_dir.has_table("export_decisions") else {}
+    decisions = {d["chain_id"]: d for d in run_dir.read_rows("export_decisions", ["chain_id", "exported", "excluded_by", "status"])}
     exported = {cid for cid, d in decisions.items() if d["status"] == "ok" and d["exported"]}
 
     carried: dict[str, list[dict]] = defaultdict(list)
@@ -209,7 +247,7 @@ def gate_report(run_dir: RunDir, injections: list[dict]) -> GateReport:
         if stage not in CONTENT_STAGES:
             verify[inj["kind"]] += 1
             continue
-        entry = report.by_kind.setdefault(inj["kind"], {"injected": 0, "caught": 0, "missed_chains": []})
+        entry = report.by_kind.setdefault(inj["kind"], {"injected": 0, "caught": 0, "excluded": 0, "stopped": 0, "missed_chains": []})
         entry["injected"] += 1
         hit = carriers(inj, by_window)
         for cid in hit:
@@ -219,6 +257,10 @@ def gate_report(run_dir: RunDir, injections: list[dict]) -> GateReport:
             entry["missed_chains"] += missed
         else:
             entry["caught"] += 1
+            # excluded: it reached chains and the gate kept them out; stopped: it never reached
+            # a chain (the stage's own reply validation refused it and the repair was faithful,
+            # or the item failed)
+            entry["excluded" if hit else "stopped"] += 1
     report.verify_injections = dict(verify)
 
     report.chains = len(chains)
@@ -253,14 +295,18 @@ def gate_report(run_dir: RunDir, injections: list[dict]) -> GateReport:
 
 
 def format_report(report: GateReport) -> str:
-    lines = [f"gate report, run {report.run}", "", f"{'mistake kind':<22}{'injected':>9}{'caught':>8}{'share':>8}{'95% low':>9}"]
+    lines = [f"gate report, run {report.run}", "",
+             f"{'mistake kind':<22}{'injected':>9}{'caught':>8}{'share':>8}{'95% low':>9}{'excluded':>10}{'stopped':>9}"]  # fmt: skip
     for kind, v in sorted(report.by_kind.items()):
         share = v["caught"] / v["injected"] if v["injected"] else float("nan")
-        lines.append(f"{kind:<22}{v['injected']:>9}{v['caught']:>8}{share:>8.1%}{wilson_low(v['caught'], v['injected']):>9.1%}")
+        lines.append(f"{kind:<22}{v['injected']:>9}{v['caught']:>8}{share:>8.1%}{wilson_low(v['caught'], v['injected']):>9.1%}{v['excluded']:>10}{v['stopped']:>9}")
     total_i = sum(v["injected"] for v in report.by_kind.values())
     total_c = sum(v["caught"] for v in report.by_kind.values())
     if total_i:
-        lines.append(f"{'all':<22}{total_i:>9}{total_c:>8}{total_c / total_i:>8.1%}{wilson_low(total_c, total_i):>9.1%}")
+        tot_e, tot_s = (sum(v[k] for v in report.by_kind.values()) for k in ("excluded", "stopped"))
+        lines.append(f"{'all':<22}{total_i:>9}{total_c:>8}{total_c / total_i:>8.1%}{wilson_low(total_c, total_i):>9.1%}{tot_e:>10}{tot_s:>9}")
+    lines.append("excluded: the mistake reached chains and the gate kept them out; stopped: it never reached a chain "
+                 "(the stage refused the reply and its repair was faithful, or the item failed)")  # fmt: skip
     lines.append("")
     fr = report.false_reject_rate
     lines.append(f"clean chains: {report.clean_chains} of {report.chains}; wrongly rejected: {report.clean_rejected}"

@@ -45,8 +45,8 @@ class SimulatedTeacherServer:
     """The server on its own event loop thread; a context manager (or start()/stop())."""
 
     def __init__(self, rate: float = 0.1, kinds: list[str] | tuple[str, ...] | None = None, seed: int = 0,
-                 log_path: Path | str | None = None, port: int = 0, model: str = MODEL):  # fmt: skip
-        self.simulator = TeacherSimulator(rate=rate, kinds=kinds, seed=seed)
+                 log_path: Path | str | None = None, port: int = 0, model: str = MODEL, wordings: str = "seen"):  # fmt: skip
+        self.simulator = TeacherSimulator(rate=rate, kinds=kinds, seed=seed, wordings=wordings)
         self.log_path = Path(log_path) if log_path else None
         self.model, self._port = model, port
         self.injections: list[dict] = []  # every injection, as logged
@@ -251,20 +251,20 @@ def read_simulator_state(project_root: Path) -> SimulatorInfo | None:
 
 
 def start_simulator(project_root: Path, port: int = 0, rate: float = 0.1, kinds: list[str] | None = None, seed: int = 0,
-                    log_path: Path | None = None, wait_s: float = 30.0) -> SimulatorInfo:  # fmt: skip
+                    log_path: Path | None = None, wait_s: float = 30.0, wordings: str = "seen") -> SimulatorInfo:  # fmt: skip
     """Start the simulated teacher in the background, wait until it answers, record its state.
     Refuses when one already runs for this project (stop it first: its settings may differ)."""
     current = read_simulator_state(project_root)
     if current is not None:
         raise SimulatorProcessError(f"a simulated teacher already runs at {current.base_url} (pid {current.pid}); stop it first: vstw teacher simulate --stop")
-    TeacherSimulator(rate=rate, kinds=kinds, seed=seed)  # bad settings fail here, not in the child
+    TeacherSimulator(rate=rate, kinds=kinds, seed=seed, wordings=wordings)  # bad settings fail here, not in the child
     folder = state_path(project_root).parent
     folder.mkdir(parents=True, exist_ok=True)
     log_path = Path(log_path).resolve() if log_path else default_log(project_root)
     ready = folder / f"ready-{os.getpid()}-{time.monotonic_ns()}.json"
     server_log = folder / "server.log"
     cmd = [sys.executable, "-m", "pipelines.teacher_sim", "--port", str(port), "--rate", str(rate), "--seed", str(seed),
-           "--log", str(log_path), "--ready-file", str(ready)] + (["--kinds", ",".join(kinds)] if kinds else [])  # fmt: skip
+           "--log", str(log_path), "--ready-file", str(ready), "--wordings", wordings] + (["--kinds", ",".join(kinds)] if kinds else [])  # fmt: skip
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     with open(server_log, "ab") as out:
@@ -324,10 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log", type=Path, default=None, help="injection log (JSON lines, appended)")
     ap.add_argument("--ready-file", type=Path, default=None, help="written with the bound port once listening")
+    ap.add_argument("--wordings", choices=("seen", "heldout"), default="seen", help="heldout: mistakes worded in ways no check was written against")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] or None
-    server = SimulatedTeacherServer(rate=args.rate, kinds=kinds, seed=args.seed, log_path=args.log, port=args.port).start()
+    server = SimulatedTeacherServer(rate=args.rate, kinds=kinds, seed=args.seed, log_path=args.log, port=args.port, wordings=args.wordings).start()
     log.info("simulated teacher at %s (rate %s, seed %s, kinds %s, log %s)", server.base_url, args.rate, args.seed, ",".join(server.simulator.kinds), args.log)
     if args.ready_file:
         tmp = args.ready_file.with_suffix(".tmp")

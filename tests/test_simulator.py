@@ -402,3 +402,30 @@ def test_cli_starts_a_background_simulator_on_localhost_only_and_stops_it(tmp_pa
     assert not psutil.pid_exists(info.pid) or psutil.Process(info.pid).status() == psutil.STATUS_ZOMBIE
     assert read_simulator_state(tmp_path) is None
     assert json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])["kind"] == "prompt_echo"
+
+
+def test_item_ids_go_only_to_teacher_servers_on_this_machine():
+    """The X-Vstw-Item header names videos: a remote API never receives it."""
+    from curation.teacher.client import is_loopback
+
+    assert is_loopback("http://127.0.0.1:8000/v1") and is_loopback("http://localhost:1234/v1") and is_loopback("http://[::1]:80/v1")
+    assert not is_loopback("https://api.openai.com/v1") and not is_loopback("http://10.0.0.5:8000/v1") and not is_loopback("http://gpu-host:8000/v1")
+
+
+@pytest.mark.parametrize("kind", ["hallucinated_entity", "early_answer", "prompt_echo", "reworded_repeat", "missing_thought", "language_drift"])
+def test_heldout_wordings_make_the_same_mistake_in_other_words(kind):
+    """`wordings="heldout"`: the mistake is made and logged, in words the seen set never uses."""
+    window = window_of("hand", HAND)
+    texts = {}
+    for wordings in ("seen", "heldout"):
+        sim = TeacherSimulator(rate=1.0, kinds=[kind], seed=3, wordings=wordings)
+        build_graph(sim, window)  # teaches the simulator the whole video
+        k = think_target(kind)
+        _, memory = think_chain(TeacherSimulator(rate=0.0), window, upto=k)
+        call, _ = thought_call(window, k, memory, ThinkParams())
+        reply = ask(sim, call)
+        assert reply.injection is not None and reply.injection.kind == kind
+        texts[wordings] = json.loads(reply.content)["thought"]
+    assert texts["seen"] != texts["heldout"]
+    with pytest.raises(ValueError):
+        TeacherSimulator(wordings="other")

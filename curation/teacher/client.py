@@ -99,10 +99,25 @@ ITEM_HEADER = "X-Vstw-Item"
 
 
 def item_header(call: TeacherCall) -> dict:
-    """Names the item a request is for ("think/<window>/<clip>"): servers ignore it; the simulated
-    teacher logs its injected mistakes under it, so a gate report can find the chains they hit.
-    Never part of the cache key (the messages are)."""
+    """Names the item a request is for ("think/<window>/<clip>"): the simulated teacher logs its
+    injected mistakes under it, so a gate report can find the chains they hit. Never part of the
+    cache key (the messages are)."""
     return {ITEM_HEADER: f"{call.stage}/{call.item_id}"}
+
+
+def is_loopback(base_url: str) -> bool:
+    """Item ids name videos: they go only to servers on this machine (the simulated teacher,
+    a local llama.cpp), never to a remote API."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:
@@ -169,6 +184,12 @@ class TeacherClient:
             raise TeacherConfigError(f"no '{role}' endpoint in the recipe's teacher section")
         return ep
 
+    def base_url(self, role: str) -> str:
+        return self.base_urls.get(role, self.endpoint(role).base_url)
+
+    def _headers(self, call: TeacherCall) -> dict | None:
+        return item_header(call) if is_loopback(self.base_url(call.role)) else None
+
     def _client(self, role: str) -> openai.AsyncOpenAI:
         if role not in self._openai:
             ep = self.endpoint(role)
@@ -177,7 +198,7 @@ class TeacherClient:
                 key = os.environ.get(ep.api_key_env, "")
                 if not key:
                     raise TeacherConfigError(f"the environment variable {ep.api_key_env} (teacher.{role}.api_key_env) is not set")
-            base_url = self.base_urls.get(role, ep.base_url)
+            base_url = self.base_url(role)
             # Retries are ours (tenacity, with Retry-After and accounting): the SDK's are off.
             self._openai[role] = openai.AsyncOpenAI(base_url=base_url, api_key=key, timeout=self.config.timeout_s, max_retries=0)
         return self._openai[role]
@@ -252,7 +273,7 @@ class TeacherClient:
             return result
 
         try:
-            reply = await self._send(call.role, ep, messages, params, ex, item_header(call))
+            reply = await self._send(call.role, ep, messages, params, ex, self._headers(call))
             try:
                 value = parse_reply(reply.content, reply.finish_reason, call.output, call.check)
                 accepted = reply
@@ -260,7 +281,7 @@ class TeacherClient:
                 usage.repaired = True
                 repair = [*messages, {"role": "assistant", "content": reply.content or ""},
                           {"role": "user", "content": REPAIR_INSTRUCTION.format(error=first_error)}]  # fmt: skip
-                second = await self._send(call.role, ep, repair, params, ex, item_header(call))
+                second = await self._send(call.role, ep, repair, params, ex, self._headers(call))
                 try:
                     value = parse_reply(second.content, second.finish_reason, call.output, call.check)
                     accepted = second

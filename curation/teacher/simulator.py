@@ -678,6 +678,29 @@ _REPEAT = (
 )
 _MISSING = ("...", "", "Nothing.", "None.", " . ")
 
+# Held-out wordings (`wordings="heldout"`): the same mistakes said in ways no check was written
+# against. The checks were built knowing the wordings above; a gate measured only on them
+# measures fixed strings. Report both (benchmarks/gate.py --wordings heldout).
+_HELDOUT_EARLY = (
+    lambda base, h: f"{base}. Clearly option {'ABCD'[h % 4]} is the right one.",
+    lambda base, h: f"{base}, so it has to be {('Yes', 'No')[h % 2]}.",
+    lambda base, h: f"{base}; my pick for the question is {1 + h % 4}.",
+    lambda base, h: f"{base}, which means the reply is {('yes', 'no')[h % 2]}.",
+    lambda base, h: f"{base}. The question is settled: {'ABCD'[h % 4]}.",
+)
+_HELDOUT_REPEAT = (
+    lambda n, d: f"The {n} continues its way {d}, just like earlier.",
+    lambda n, d: f"Same as before: the {n} drifts {d}.",
+    lambda n, d: f"Just as in the last clip, the {n} goes {d}.",
+)
+_HELDOUT_MISSING = ("N/A.", "No thought.", "-", "(none)", "Skip.")
+_HELDOUT_ECHO = (
+    lambda p: "Memory of the earlier clips: " + (p.memory[-1] if p.memory else "nothing yet."),
+    lambda p: "Mention nothing outside this clip and the memory.",
+    lambda p: f"Write one short sentence about the {p.new_line}.",
+)
+_HELDOUT_THINGS = ("small dog", "red car", "tall man", "coffee cup", "orange star", "purple hexagon", "bicycle", "green balloon")
+
 _LANG = {
     "zh": {"colour": dict(zip(COLOURS, ("红色", "绿色", "蓝色", "黄色", "白色", "品红色"))), "shape": dict(zip(SHAPES, ("圆形", "正方形", "三角形"))),
            "dir": dict(zip(DIRECTIONS, ("左", "右", "上", "下"))), "appear": "一个{c}{s}出现并向{d}移动。", "keep": "{c}{s}继续向{d}移动。", "empty": "画面上什么都没有动。"},
@@ -687,6 +710,11 @@ _LANG = {
            "dir": dict(zip(DIRECTIONS, ("la izquierda", "la derecha", "arriba", "abajo"))), "appear": "Un {s} {c} aparece y se mueve hacia {d}.", "keep": "El {s} {c} sigue moviendose hacia {d}.", "empty": "Nada se mueve en la pantalla."},
     "de": {"colour": dict(zip(COLOURS, ("rot", "gruen", "blau", "gelb", "weiss", "magenta"))), "shape": dict(zip(SHAPES, ("Kreis", "Quadrat", "Dreieck"))),
            "dir": dict(zip(DIRECTIONS, ("links", "rechts", "oben", "unten"))), "appear": "Ein {c} {s} erscheint und bewegt sich nach {d}.", "keep": "Der {c} {s} bewegt sich weiter nach {d}.", "empty": "Auf dem Bildschirm bewegt sich nichts."},
+    # held-out languages (wordings="heldout")
+    "fr": {"colour": dict(zip(COLOURS, ("rouge", "vert", "bleu", "jaune", "blanc", "magenta"))), "shape": dict(zip(SHAPES, ("cercle", "carre", "triangle"))),
+           "dir": dict(zip(DIRECTIONS, ("la gauche", "la droite", "le haut", "le bas"))), "appear": "Un {s} {c} apparait et se deplace vers {d}.", "keep": "Le {s} {c} continue de se deplacer vers {d}.", "empty": "Rien ne bouge sur l'ecran."},
+    "it": {"colour": dict(zip(COLOURS, ("rosso", "verde", "blu", "giallo", "bianco", "magenta"))), "shape": dict(zip(SHAPES, ("cerchio", "quadrato", "triangolo"))),
+           "dir": dict(zip(DIRECTIONS, ("sinistra", "destra", "alto", "basso"))), "appear": "Un {s} {c} appare e si muove verso {d}.", "keep": "Il {s} {c} continua a muoversi verso {d}.", "empty": "Niente si muove sullo schermo."},
 }  # fmt: skip
 _GERMAN_ENDING = {"Kreis": ("er", "e"), "Quadrat": ("es", "e"), "Dreieck": ("es", "e")}  # (ein ..., der ...)
 
@@ -708,12 +736,16 @@ class TeacherSimulator:
     State: the clip descriptions seen in graph prompts, by clip id (a think prompt knows only the
     past; its mistakes about the future need the rest of the video), and request counts."""
 
-    def __init__(self, rate: float = 0.0, kinds: list[str] | tuple[str, ...] | None = None, seed: int = 0, format_share: float = 0.15):
+    def __init__(self, rate: float = 0.0, kinds: list[str] | tuple[str, ...] | None = None, seed: int = 0, format_share: float = 0.15,
+                 wordings: str = "seen"):  # fmt: skip
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"rate must be within 0..1, got {rate}")
         if not 0.0 <= format_share <= 1.0:
             raise ValueError(f"format_share must be within 0..1, got {format_share}")
         self.format_share = format_share
+        if wordings not in ("seen", "heldout"):
+            raise ValueError(f"wordings must be 'seen' or 'heldout', got {wordings!r}")
+        self.wordings = wordings
         unknown = sorted(set(kinds or ()) - set(KINDS))
         if unknown:
             raise ValueError(f"unknown mistake kinds {unknown}; known: {', '.join(KINDS)}")
@@ -924,6 +956,9 @@ class TeacherSimulator:
                     return _sentence([base, clause] if base else [clause], p.max_words), {"entity": name, "first_clip_id": cid}
             thought, detail = self._bad_thought("hallucinated_entity", p, earlier, later, h)
             return ("hallucinated_entity", thought), detail | {"fallback_from": "future_entity"}
+        if kind == "hallucinated_entity" and self.wordings == "heldout":
+            thing = _HELDOUT_THINGS[h % len(_HELDOUT_THINGS)]
+            return _sentence([f"{base} next to a {thing}" if base else f"A {thing} comes into view"], p.max_words), {"entity": thing, "wordings": "heldout"}
         if kind == "hallucinated_entity":
             name = _absent(known, h)[0]
             if base:
@@ -952,6 +987,13 @@ class TeacherSimulator:
             name, event, cid = _future_events(p, earlier, later)[h % len(_future_events(p, earlier, later))]
             clause = f"the {name} {event}"
             return _sentence([base, clause] if base else [clause], p.max_words), {"entity": name, "event": event, "clip_id": cid}
+        if kind == "early_answer" and self.wordings == "heldout":
+            variant = h % len(_HELDOUT_EARLY)
+            return _HELDOUT_EARLY[variant](base or _sentence([_continue_clause(events)], p.max_words).rstrip("."), h), {"variant": variant, "wordings": "heldout"}
+        if kind == "prompt_echo" and self.wordings == "heldout":
+            variant = h % len(_HELDOUT_ECHO)
+            words = _HELDOUT_ECHO[variant](p).split()
+            return " ".join(words[: p.max_words]).rstrip(".,;:") + ".", {"variant": variant, "wordings": "heldout"}
         if kind == "early_answer":
             variant = h % len(_EARLY)
             return _EARLY[variant](base or _sentence([_continue_clause(events)], p.max_words).rstrip("."), h), {"variant": variant}
@@ -967,16 +1009,18 @@ class TeacherSimulator:
             moving = [e for e in parse_events(previous) if e.kind == "appear"] or [
                 Event(n, "appear", next((d for d in DIRECTIONS if re.search(rf"\b{d}\b", previous)), "along")) for n in named_objects(previous)
             ]
+            repeats = _HELDOUT_REPEAT if self.wordings == "heldout" else _REPEAT
             if moving:
-                thought = _REPEAT[h % len(_REPEAT)](moving[0].name, moving[0].direction)
+                thought = repeats[h % len(repeats)](moving[0].name, moving[0].direction)
             else:
                 thought = "Once again, " + previous[:1].lower() + previous[1:]
             return thought, {"previous": previous}
         if kind == "missing_thought":
-            variant = h % len(_MISSING)
-            return _MISSING[variant], {"variant": variant}
+            missing = _HELDOUT_MISSING if self.wordings == "heldout" else _MISSING
+            variant = h % len(missing)
+            return missing[variant], {"variant": variant}
         if kind == "language_drift":
-            lang = ("zh", "ru", "es", "de")[h % 4]
+            lang = ("fr", "it")[h % 2] if self.wordings == "heldout" else ("zh", "ru", "es", "de")[h % 4]
             new_keys = [_key(n) for n in p.new]
             appear = [e for e in events if e.kind == "appear"]
             target = next((e for e in appear if e.name in new_keys), appear[0] if appear else None)

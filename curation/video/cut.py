@@ -42,7 +42,7 @@ def frame_span(start_s: float, end_s: float, fps: float, frame_count: int) -> tu
 def recorded_window(src: Path, start_s: float, end_s: float) -> dict:
     """What a cut records about itself: enough to tell that `dst` is this window of this source."""
     stat = src.stat()
-    return {"cut": CUT_VERSION, "source": src.name, "source_bytes": stat.st_size, "start_s": round(float(start_s), 6), "end_s": round(float(end_s), 6)}
+    return {"cut": CUT_VERSION, "source": src.name, "source_bytes": stat.st_size, "source_mtime_ns": stat.st_mtime_ns, "start_s": round(float(start_s), 6), "end_s": round(float(end_s), 6)}
 
 
 def read_recorded_window(path: Path) -> dict | None:

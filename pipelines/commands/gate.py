@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pipelines.commands._util import console, fail, project_root, resolve_run
+from pipelines.commands._util import fail, project_root, resolve_run
 
 DEFAULT_LOG = Path("data") / "teacher-sim" / "injections.jsonl"
 
@@ -23,20 +23,18 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
     ):
         """Per mistake kind: injected and caught; false rejects of clean chains; share of exported chains that are right."""
-        from pipelines.gate_report import format_report, gate_report, read_injections
+        from pipelines.gate_report import GateReportError, format_report, gate_report, read_injections
         from pipelines.rundir import RunDir
 
         run_dir = RunDir(resolve_run(run))
-        if not run_dir.has_table("chains"):
-            fail(f"run {run_dir.name} has no chains table yet: run it through think and export first")
         if log is None:
             in_run = Path(run_dir.path("reports", "injections.jsonl"))
             log = in_run if in_run.is_file() else project_root() / DEFAULT_LOG
         try:
             report = gate_report(run_dir, read_injections(log))
-        except (FileNotFoundError, ValueError) as err:
+        except (FileNotFoundError, ValueError, GateReportError) as err:
             fail(str(err))
         if as_json:
             print(json.dumps(report.as_json()))
         else:
-            console.print(format_report(report), highlight=False, markup=False)
+            print(format_report(report))  # plain: a table that rich would wrap

@@ -53,6 +53,7 @@ def register(app: typer.Typer) -> None:
         kinds: str = typer.Option("", "--kinds", help="comma-separated mistake kinds (default: all; see docs/teacher.md)"),
         seed: int = typer.Option(0, "--seed", help="which items get which mistake"),
         log: Path = typer.Option(None, "--log", help="injection log, JSON lines (default: data/teacher-sim/injections.jsonl)"),
+        wordings: str = typer.Option("seen", "--wordings", help="seen: the mistake wordings the checks were built against; heldout: other wordings of the same mistakes"),
         stop: bool = typer.Option(False, "--stop", help="stop the running simulated teacher instead"),
     ):
         """Start the simulated teacher in the background: faithful replies, known mistakes at --rate, each logged."""
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"stopped the simulated teacher (pid {info.pid})" if info else "no simulated teacher was running")
             return
         try:
-            info = start_simulator(project_root(), port=port, rate=rate, kinds=[k.strip() for k in kinds.split(",") if k.strip()] or None, seed=seed, log_path=log)
+            info = start_simulator(project_root(), port=port, rate=rate, kinds=[k.strip() for k in kinds.split(",") if k.strip()] or None, seed=seed, log_path=log, wordings=wordings)
         except (SimulatorProcessError, ValueError) as err:
             fail(str(err))
         console.print(f"simulated teacher running: {info.base_url} (pid {info.pid}, rate {info.rate}, seed {info.seed})", highlight=False, soft_wrap=True)

@@ -276,7 +276,7 @@ def cut_rl_windows(run_dir: RunDir, rows: list[dict], parsed: dict[str, dict], r
     exports/videos/, and put the cut's probed duration (and, with `video_paths: absolute`, its
     absolute path) into those rows. Returns the rows kept (a window that cannot be cut loses its
     RL rows, never points them at the wrong span) and the summary for the manifest."""
-    from curation.video.cut import CutError, cut_window
+    from curation.video.cut import CutError, cut_window, read_recorded_window
 
     folder = root / "videos"
     cuts: dict[str, float | str] = {}  # cut name -> probed duration, or why it failed
@@ -307,7 +307,8 @@ def cut_rl_windows(run_dir: RunDir, rows: list[dict], parsed: dict[str, dict], r
     wanted = set(cuts)
     if folder.is_dir():
         for stale in folder.glob("*-w*-*.mp4"):  # cuts of windows an earlier export had and this one has not
-            if stale.name not in wanted and CUT_NAME.fullmatch(stale.name):
+            # a source video whose id looks like a cut name is a link or a copy, never a cut
+            if stale.name not in wanted and CUT_NAME.fullmatch(stale.name) and not stale.is_symlink() and read_recorded_window(stale) is not None:
                 stale.unlink()
     errors = {name: err for name, err in sorted(cuts.items()) if isinstance(err, str)}
     return kept, {"windows": len(cuts) - len(errors), "rows_left_out": failed_rows, "errors": errors}
