@@ -6,8 +6,8 @@ teacher (`pipelines.teacher_sim`, on 127.0.0.1) with a stated mistake rate, runs
 the local runner, and prints per mistake kind caught/injected, the false-reject rate on clean
 chains (and which checks rejected them), and the share of exported chains that are fully right.
 
-    .venv/bin/python benchmarks/gate.py                       # 60 worlds, rate 0.15, seed 0
-    .venv/bin/python benchmarks/gate.py --worlds 80 --rate 0.2 --json
+    .venv/bin/python benchmarks/gate.py                       # 100 worlds (8 over 192 s), rate 0.2, seed 0 (~14 min, judge included)
+    .venv/bin/python benchmarks/gate.py --wordings heldout --no-judge --json   # mistakes worded as no check was written for
 
 `--json` ends the output with one line holding one JSON object:
 {"by_kind": {KIND: {"injected": N, "caught": M}}, "false_reject_rate": X, "exported_correct_rate": Y, "clean_chains": N, ...}
@@ -95,9 +95,9 @@ def export_unfiltered(runs_root: Path, run_name: str, project_root: Path) -> Pat
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--worlds", type=int, default=60)
-    ap.add_argument("--long", type=int, default=6, help="of which this many last over 192 s")
-    ap.add_argument("--rate", type=float, default=0.15, help="share of teacher items that get a mistake")
+    ap.add_argument("--worlds", type=int, default=100)
+    ap.add_argument("--long", type=int, default=8, help="of which this many last over 192 s")
+    ap.add_argument("--rate", type=float, default=0.2, help="share of teacher items that get a mistake")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-judge", action="store_true", help="skip the VST-model judge stage (faster)")
     ap.add_argument("--workers", type=int, default=2)

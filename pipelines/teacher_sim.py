@@ -288,21 +288,10 @@ def start_simulator(project_root: Path, port: int = 0, rate: float = 0.1, kinds:
         ready.unlink(missing_ok=True)
 
 
-def _stop_pid(pid: int, grace_s: float = 5.0) -> None:
-    if not _alive(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done == pid:
-                return
-        except ChildProcessError:  # not our child (started by another command): poll instead
-            if not _alive(pid):
-                return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+def _stop_pid(pid: int) -> None:
+    from pipelines.teacher_server import stop_pid
+
+    stop_pid(pid, grace_s=5.0, alive=_alive, poll_s=0.05)
 
 
 def stop_simulator(project_root: Path) -> SimulatorInfo | None:

@@ -281,11 +281,12 @@ def rl_exclusions(verdicts: list[dict], policy: ExportPolicy) -> list[str]:
 def reviewed_verdicts(chain: dict, verdicts: list[dict], policy: ExportPolicy, graph: dict | None, captions: dict[str, dict]) -> list[dict]:
     """The verdicts that judge a reviewer-corrected chain. The rule checks re-run on the corrected
     text (rows marked `recheck`) replace the ones the check stage wrote about the teacher's text;
-    a corrected question, options or answer is the reviewer's, so the verify stage's verdict on
-    the teacher's answer no longer applies (a person checked it; the qa rule check still runs)."""
+    corrected options or answer are the reviewer's, so the verify stage's verdict on the teacher's
+    answer no longer applies (a person set it; the qa rule check still runs). A question only
+    reworded keeps the verify verdict on its unchanged answer."""
     rechecked = recheck_corrected(chain, policy.recheck, graph, captions)
     replaced = {r["check"] for r in rechecked}
-    qa_corrected = any(f in (chain.get("review_corrected") or []) for f in ("question", "options", "answer"))
+    qa_corrected = any(f in (chain.get("review_corrected") or []) for f in ("options", "answer"))
     if qa_corrected:
         replaced.add(ANSWER_CHECK)
         rechecked.append({"check": ANSWER_CHECK, "passed": True, "score": 1.0, "reason": None, "recheck": True})
