@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -290,11 +291,15 @@ def test_a_second_export_reuses_the_cuts_and_writes_the_same_files(long_run):
     stamps = {p.name: p.stat().st_mtime_ns for p in cuts}
     before = (run_dir.exports_dir / "rl" / "train.parquet").read_bytes()
     stale = folder / "vdeadbeef-w0-1000.mp4"
-    stale.write_bytes(b"an old cut")
+    shutil.copyfile(cuts[0], stale)  # a real cut (it records its window), of a window gone since
+    lookalike = folder / "vcafe-w1-2.mp4"
+    lookalike.write_bytes(b"a source video whose id looks like a cut name")
     write_exports(run_dir, ExportParams())
-    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if "-w" in p.name} == stamps
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if "-w" in p.name and p != lookalike} == stamps
     assert (run_dir.exports_dir / "rl" / "train.parquet").read_bytes() == before
     assert not stale.exists(), "a cut no export row points at is removed"
+    assert lookalike.exists(), "a file that is not a cut is never removed"
+    lookalike.unlink()
 
 
 def test_absolute_paths_point_at_the_cuts(long_run):
