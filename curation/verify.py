@@ -144,14 +144,20 @@ def recompute_template(template: str, qa: dict, details: dict, entities: list[di
         first = min(range(len(found)), key=lambda i: _order(found[i]))  # type: ignore[arg-type]
         return LETTERS[first], f"{texts[first]!r} is first seen at {found[first]['first_seen_s']:.1f}s ({found[first]['first_clip_id']})"  # type: ignore[index]
     if template == "appeared_before":
-        m = re.search(r"did the (.+?) appear before the (.+?)\?*$", (qa.get("question") or "").strip(), flags=re.IGNORECASE)
-        x_name, y_name = (m.group(1), m.group(2)) if m else (details.get("first"), details.get("second"))
+        x_name, y_name = before_pair(qa, details)
         x, y = (_entity(entities, x_name or ""), _entity(entities, y_name or ""))
         if x is None or y is None:
             return None, f"not in the window graph: {', '.join(n or '?' for n, e in ((x_name, x), (y_name, y)) if e is None)}"
         answer = "Yes" if (x.get("first_seen_s") or 0.0) < (y.get("first_seen_s") or 0.0) else "No"
         return answer, f"{x['name']} first seen at {x['first_seen_s']:.1f}s, {y['name']} at {y['first_seen_s']:.1f}s"
     return None, f"unknown template {template!r}"
+
+
+def before_pair(qa: dict, details: dict) -> tuple[str | None, str | None]:
+    """(X, Y) of "Did the X appear before the Y?" as the question the model sees says it (a
+    reviewer may have reworded it), else as the questions table recorded it."""
+    m = re.search(r"did the (.+?) appear before the (.+?)\?*$", (qa.get("question") or "").strip(), flags=re.IGNORECASE)
+    return (m.group(1), m.group(2)) if m else (details.get("first"), details.get("second"))
 
 
 def first_mention(name: str, captions: list[str]) -> int | None:
@@ -166,8 +172,7 @@ def caption_answer(template: str, qa: dict, details: dict, captions: list[str]) 
     if template == "first_appearance":
         names = option_texts(qa.get("options") or [])
     elif template == "appeared_before":
-        m = re.search(r"did the (.+?) appear before the (.+?)\?*$", (qa.get("question") or "").strip(), flags=re.IGNORECASE)
-        names = [m.group(1), m.group(2)] if m else [details.get("first") or "", details.get("second") or ""]
+        names = [n or "" for n in before_pair(qa, details)]
     else:
         return None
     firsts = [first_mention(n, captions) for n in names]

@@ -26,11 +26,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from curation.teacher.simulator import COLOURS, SHAPES
 from pipelines.rundir import RunDir
 
 CONTENT_STAGES = ("graph", "qa", "think")
-_SHAPE = r"(circle|square|triangle)s?"
-_COLOUR = r"(red|green|blue|yellow|white|magenta)"
+_SHAPE = "(" + "|".join(SHAPES) + ")s?"
+_COLOUR = "(" + "|".join(COLOURS) + ")"
 _NAMED = re.compile(rf"\b{_COLOUR}\s+{_SHAPE}\b(?:\s+(?:appears\s+and\s+)?(?:is\s+)?(?:still\s+)?(?:mov\w*|head\w*|go\w*|drift\w*)\s+(?:to\s+the\s+)?(left|right|up|down))?", re.IGNORECASE)
 
 _GONE = re.compile(rf"\b{_COLOUR}\s+{_SHAPE}\s+(?:has\s+|is\s+)?(?:disappear\w*|vanish\w*|leaves|left\s+the|gone)", re.IGNORECASE)

@@ -63,7 +63,9 @@ def is_healthy(base_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
+def pid_runs(pid: int, marker: bytes) -> bool:
+    """Whether `pid` is alive and its command line holds `marker`: a recycled pid must not be
+    mistaken for our server (and never be signalled)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -71,8 +73,24 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     cmdline = Path(f"/proc/{pid}/cmdline")
-    # A recycled pid must not be mistaken for our server (and never be signalled).
-    return not cmdline.exists() or b"llama_cpp.server" in cmdline.read_bytes()
+    return not cmdline.exists() or marker in cmdline.read_bytes()
+
+
+def _alive(pid: int) -> bool:
+    return pid_runs(pid, b"llama_cpp.server")
+
+
+def read_recorded(path: Path, make, alive) -> object | None:
+    """The server a state file records, when it still runs and answers (`make(**record)`,
+    `alive(pid)`); a record of a dead process is removed."""
+    if not path.is_file():
+        return None
+    info = make(**json.loads(path.read_text()))
+    if alive(info.pid) and is_healthy(info.base_url):
+        return info
+    if not alive(info.pid):
+        path.unlink(missing_ok=True)
+    return None
 
 
 def start_server(
@@ -115,15 +133,7 @@ def start_server(
 
 def read_state(project_root: Path) -> ServerInfo | None:
     """The running server recorded for this project, or None (a stale record is removed)."""
-    path = state_path(project_root)
-    if not path.is_file():
-        return None
-    info = ServerInfo(**json.loads(path.read_text()))
-    if _alive(info.pid) and is_healthy(info.base_url):
-        return info
-    if not _alive(info.pid):
-        path.unlink(missing_ok=True)
-    return None
+    return read_recorded(state_path(project_root), ServerInfo, _alive)
 
 
 def stop_pid(pid: int, grace_s: float = 10.0, alive=None, poll_s: float = 0.2) -> None:

@@ -30,11 +30,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from curation.teacher.simulator import KINDS, SimulatorError, TeacherSimulator
+from pipelines.teacher_server import is_healthy, pid_runs, read_recorded, stop_pid
 
 MODEL = "simulated-teacher"
 HOST = "127.0.0.1"
@@ -218,36 +218,12 @@ def default_log(project_root: Path) -> Path:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    # A recycled pid must never be mistaken for our server (and never be signalled).
-    return not cmdline.exists() or b"pipelines.teacher_sim" in cmdline.read_bytes()
-
-
-def _healthy(base_url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base_url}/models", timeout=timeout) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+    return pid_runs(pid, b"pipelines.teacher_sim")
 
 
 def read_simulator_state(project_root: Path) -> SimulatorInfo | None:
     """The simulator recorded for this project, when it still runs (a stale record is removed)."""
-    path = state_path(project_root)
-    if not path.is_file():
-        return None
-    info = SimulatorInfo(**json.loads(path.read_text()))
-    if _alive(info.pid) and _healthy(info.base_url):
-        return info
-    if not _alive(info.pid):
-        path.unlink(missing_ok=True)
-    return None
+    return read_recorded(state_path(project_root), SimulatorInfo, _alive)
 
 
 def start_simulator(project_root: Path, port: int = 0, rate: float = 0.1, kinds: list[str] | None = None, seed: int = 0,
@@ -278,7 +254,7 @@ def start_simulator(project_root: Path, port: int = 0, rate: float = 0.1, kinds:
             if ready.is_file():
                 bound = json.loads(ready.read_text())["port"]
                 info = SimulatorInfo(proc.pid, bound, f"http://{HOST}:{bound}/v1", rate, list(kinds or KINDS), seed, str(log_path), str(server_log))
-                if _healthy(info.base_url):
+                if is_healthy(info.base_url):
                     state_path(project_root).write_text(json.dumps(asdict(info), indent=2) + "\n")
                     return info
             time.sleep(0.1)
@@ -289,8 +265,6 @@ def start_simulator(project_root: Path, port: int = 0, rate: float = 0.1, kinds:
 
 
 def _stop_pid(pid: int) -> None:
-    from pipelines.teacher_server import stop_pid
-
     stop_pid(pid, grace_s=5.0, alive=_alive, poll_s=0.05)
 
 
