@@ -48,9 +48,9 @@ def gate_recipe(manifest: Path, base_url: str, judge: bool, workers: int) -> dic
         {"stage": "ingest"},
         {"stage": "segment", "detector": "content", "threshold": 27, "min_clip_s": 2.0, "max_clip_s": 10.0, "window_max_s": 192},
         {"stage": "perceive", "source": "annotation"},
-        {"stage": "graph"},
+        {"stage": "graph", "source": "teacher"},
         {"stage": "qa", "mode": "mixed"},
-        {"stage": "think"},
+        {"stage": "think", "mode": "teacher"},
         {"stage": "verify", "samples": 3},
         {"stage": "check"},
     ]

@@ -148,10 +148,31 @@ class TemplateQuestion:
     answer: str  # letter, number string, "Yes"/"No"
     evidence_clip_ids: list[str]
     details: dict  # what the question is about, for scoring against a ground truth
+    evidence_span: str | None = None  # current / recent / window (curation.questions.evidence_span)
 
 
 def _rank(seed: str, text: str) -> str:
     return hashlib.sha1(f"{seed}|{text}".encode()).hexdigest()
+
+
+# Seeded phrase banks (the window id picks one). count_entities keeps one sentence on purpose: the
+# same words about different videos must all survive dedup (tests/test_gate.py), and the simulator
+# and the verifier read its type word. Every appeared_before phrasing has the X-before-Y shape
+# that `before_pair` (curation/verify.py) and the gate's oracle read.
+FIRST_APPEARANCE = (
+    "Which of these appeared first in the video?",
+    "Which of these was the first to show up?",
+    "Which of these did the video show earliest?",
+)
+APPEARED_BEFORE = (
+    "Did the {x} appear before the {y}?",
+    "Did the {x} show up before the {y}?",
+    "Did the {x} come before the {y}?",
+)
+
+
+def _phrase(bank: tuple[str, ...], seed: str, key: str) -> str:
+    return bank[int(_rank(seed, "words/" + key)[:8], 16) % len(bank)]
 
 
 def _firsts(entities: list[dict]) -> list[dict]:
@@ -193,7 +214,7 @@ def first_appearance_question(entities: list[dict], seed: str, max_options: int 
     options = [f"{LETTERS[i]}. {e['name']}" for i, e in enumerate(order)]
     answer = LETTERS[order.index(earliest)]
     return TemplateQuestion(
-        "first_appearance", "multiple_choice", "Which of these appeared first in the video?",
+        "first_appearance", "multiple_choice", _phrase(FIRST_APPEARANCE, seed, "first_appearance"),
         options, answer, sorted({e["first_clip_id"] for e in chosen}),
         {"entities": [e["name"] for e in order], "answer_entity": earliest["name"]},
     )  # fmt: skip
@@ -208,13 +229,15 @@ def appeared_before_question(entities: list[dict], seed: str) -> TemplateQuestio
     ask_true_order = int(_rank(seed, "yes_no")[:2], 16) % 2 == 0
     x, y = (a, b) if ask_true_order else (b, a)
     return TemplateQuestion(
-        "appeared_before", "yes_no", f"Did the {x['name']} appear before the {y['name']}?",
+        "appeared_before", "yes_no", _phrase(APPEARED_BEFORE, seed, "appeared_before").format(x=x["name"], y=y["name"]),
         [], "Yes" if ask_true_order else "No", sorted({a["first_clip_id"], b["first_clip_id"]}),
         {"first": x["name"], "second": y["name"]},
     )  # fmt: skip
 
 
 def template_questions(entities: list[dict], seed: str, max_options: int = 4) -> list[TemplateQuestion]:
-    """Every template question this graph supports (each needs >= 2 different clips)."""
+    """The entity-only templates this graph supports (each needs >= 2 different clips). The
+    templates over relations, text and attributes, and the evidence span, are
+    curation.questions.window_questions (what the qa stage asks)."""
     out = [count_question(entities), first_appearance_question(entities, seed, max_options), appeared_before_question(entities, seed)]
     return [q for q in out if q is not None and len(set(q.evidence_clip_ids)) >= 2]

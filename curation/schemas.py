@@ -74,6 +74,11 @@ THOUGHT = pa.struct(
         pa.field("end_s", pa.float64()),
         pa.field("text", pa.string()),
         pa.field("entities", pa.list_(pa.string())),
+        # How the thought was written: "teacher", "composed" (by code from the graph) or
+        # "rewritten" (the teacher's rewrite of the composed thought, kept because it passed).
+        pa.field("source", pa.string()),
+        # Why a rewrite was refused and the composed thought kept (a reason code), else null.
+        pa.field("fallback", pa.string()),
     ]
 )
 
@@ -120,10 +125,43 @@ CAPTIONS = pa.schema(
         pa.field("entities", pa.list_(pa.string())),
         pa.field("actions", pa.list_(pa.string())),
         pa.field("on_screen_text", pa.list_(pa.string())),
-        pa.field("source", pa.string()),  # teacher model name, or "annotation"
+        pa.field("source", pa.string()),  # teacher model name, "annotation" or "signals"
+        # JSON of a curation.graph.ClipExtraction ({"entities": [...], "relations": [...]}) when the
+        # caption was made with structured facts (signals): the graph stage uses them without a teacher.
+        pa.field("facts", pa.string()),
         pa.field("prompt_version", pa.string()),
         pa.field("cache_key", pa.string()),
         pa.field("raw_reply", pa.string()),  # kept when the teacher's reply was invalid
+        *COMMON,
+    ]
+)
+
+# One row per clip: what cheap, local detectors measure on a few keyframes (stage `signals`).
+# A clip that a recipe threshold excludes has status "failed" and the first exclusion code as
+# `reason` (all of them in `exclude_reasons`); its measurements are kept.
+CLIP_SIGNALS = pa.schema(
+    [
+        pa.field("clip_id", pa.string()),
+        pa.field("video_id", pa.string()),
+        pa.field("window_id", pa.string()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("frame_indices", pa.list_(pa.int64())),  # the keyframes measured (source frame indices)
+        pa.field("brightness", pa.float64()),  # mean luma, 0-255
+        pa.field("blur", pa.float64()),  # variance of the Laplacian (higher = sharper)
+        pa.field("motion", pa.float64()),  # mean optical-flow magnitude (see docs/signals.md for units)
+        pa.field("camera_direction", pa.string()),  # static, left, right, up, down (where the camera turns)
+        pa.field("ocr_text", pa.string()),  # the on-screen text read, lines joined with " | "
+        pa.field("ocr_lines", pa.list_(pa.string())),
+        pa.field("ocr_confidence", pa.float64()),  # mean confidence of the lines read
+        pa.field("text_area", pa.float64()),  # share of the frame covered by text boxes, 0-1
+        pa.field("people", pa.int64()),  # most people seen in one keyframe (HOG)
+        pa.field("faces", pa.int64()),  # most faces seen in one keyframe (Haar)
+        pa.field("people_positions", pa.list_(pa.string())),  # left / centre / right, per person
+        pa.field("face_positions", pa.list_(pa.string())),
+        pa.field("dominant_colour", pa.string()),  # the scene's colour name
+        pa.field("exclude_reasons", pa.list_(pa.string())),
+        pa.field("signals_version", pa.string()),
         *COMMON,
     ]
 )
@@ -156,7 +194,10 @@ QUESTIONS = pa.schema(
         pa.field("start_s", pa.float64()),
         pa.field("end_s", pa.float64()),
         pa.field("qa", QA),
-        pa.field("template", pa.string()),  # count_entities, first_appearance, appeared_before, or "teacher"
+        pa.field("template", pa.string()),  # count_entities, first_appearance, appeared_before, ..., or "teacher"
+        # How much of the stream the question needs (CogStream / TimeChat-Online labels):
+        # "current" (the last clip), "recent" (the last few clips) or "window" (the window so far).
+        pa.field("evidence_span", pa.string()),
         pa.field("details", pa.string()),  # JSON: what the question is about (entity names), for scoring
         pa.field("teacher", pa.string()),
         pa.field("prompt_version", pa.string()),
@@ -184,6 +225,7 @@ CHAINS = pa.schema(
         pa.field("raw_reply", pa.string()),
         pa.field("question_id", pa.string()),
         pa.field("qa_template", pa.string()),
+        pa.field("evidence_span", pa.string()),  # the question's (questions.evidence_span)
         *COMMON,
     ]
 )
@@ -267,6 +309,7 @@ TABLES: dict[str, pa.Schema] = {
     "videos": VIDEOS,
     "clips": CLIPS,
     "captions": CAPTIONS,
+    "clip_signals": CLIP_SIGNALS,
     "graphs": GRAPHS,
     "questions": QUESTIONS,
     "chains": CHAINS,

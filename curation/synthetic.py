@@ -36,7 +36,7 @@ BACKGROUNDS = {
     "maroon": (30, 20, 110),
     "teal": (120, 120, 20),
     "grey": (128, 128, 128),
-    "black": (10, 10, 10),
+    "purple": (230, 40, 150),  # was black (luma ~10): below the brightness filter, it cost whole windows
 }
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 

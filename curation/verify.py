@@ -1,9 +1,11 @@
 """Answer verification: every answer re-derived independently of the step that wrote it.
 
 Pure logic, no I/O (the stage is pipelines/stages/verify.py):
-- template questions (curation.graph templates) are recomputed from the graph of the window they
-  are asked in, reading what the model will see (the question text and its options) rather than
-  trusting the stored answer; where the captions name the entities, their order is checked too;
+- template questions (curation.graph and curation.questions templates, every one of them) are
+  recomputed from the graph of the window they are asked in, reading what the model will see
+  (the question text and its options) rather than trusting the stored answer; for the order
+  templates (first_appearance, appeared_before, order), where the captions name the entities,
+  the order they are first named in is checked too;
 - teacher-written questions are answered again k times by the teacher without the proposed
   answer; `agreement` keeps them when enough of the k answers equal it (self-consistency, as
   Video-R1 keeps chains with reward > 0.6);
@@ -19,7 +21,9 @@ import re
 from dataclasses import dataclass, field
 
 from curation.formats.question import LETTERS, format_number, ground_truth, option_texts, parse_number, split_option
-from curation.graph import _PLURALS, mentions, normalize_name
+from curation.graph import _PLURALS, APPEARED_BEFORE, mentions, normalize_name
+from curation.questions import ORDER_AFTER, ORDER_BEFORE, WindowFacts, parse, recompute
+from curation.questions import TEMPLATES as QUESTION_TEMPLATES
 
 VERSION = "answer-verify/1"
 CHECK = "answer"
@@ -30,7 +34,7 @@ DISAGREES_CAPTIONS = "answer_disagrees_captions"
 DISAGREES_TEACHER = "answer_disagrees_teacher"
 UNVERIFIABLE = "answer_unverifiable"
 
-TEMPLATES = ("count_entities", "first_appearance", "appeared_before")
+TEMPLATES = QUESTION_TEMPLATES  # every template the qa stage writes is recomputed here
 
 _NUMBER_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
@@ -123,10 +127,14 @@ def _order(e: dict) -> tuple:
     return (e.get("first_seen_s") or 0.0, e.get("name") or "")
 
 
-def recompute_template(template: str, qa: dict, details: dict, entities: list[dict]) -> tuple[str | None, str]:
+def recompute_template(template: str, qa: dict, details: dict, entities: list[dict], relations: list[dict] | None = None,
+                       clip_ids: list[str] | None = None) -> tuple[str | None, str]:  # fmt: skip
     """(answer the window's graph gives, how it was found); answer None when the question cannot
     be read against the graph. The question text and options win over the stored details: the
-    answer must hold for what the model sees."""
+    answer must hold for what the model sees. The templates over relations read the question
+    against their phrase banks (curation.questions.recompute)."""
+    if template not in ("count_entities", "first_appearance", "appeared_before"):
+        return recompute(template, qa, WindowFacts.of(entities, relations, clip_ids))
     if template == "count_entities":
         m = re.search(r"how many different (\w+)", qa.get("question") or "", flags=re.IGNORECASE)
         etype = _TYPE_OF_PLURAL.get(m.group(1).lower()) if m else None
@@ -156,8 +164,8 @@ def recompute_template(template: str, qa: dict, details: dict, entities: list[di
 def before_pair(qa: dict, details: dict) -> tuple[str | None, str | None]:
     """(X, Y) of "Did the X appear before the Y?" as the question the model sees says it (a
     reviewer may have reworded it), else as the questions table recorded it."""
-    m = re.search(r"did the (.+?) appear before the (.+?)\?*$", (qa.get("question") or "").strip(), flags=re.IGNORECASE)
-    return (m.group(1), m.group(2)) if m else (details.get("first"), details.get("second"))
+    fields = parse(APPEARED_BEFORE, qa.get("question") or "")
+    return (fields["x"], fields["y"]) if fields else (details.get("first"), details.get("second"))
 
 
 def first_mention(name: str, captions: list[str]) -> int | None:
@@ -169,6 +177,8 @@ def first_mention(name: str, captions: list[str]) -> int | None:
 def caption_answer(template: str, qa: dict, details: dict, captions: list[str]) -> str | None:
     """The answer the captions give for an order question, when every entity it is about is named
     in them at distinct clips; None otherwise (nothing to compare, not a disagreement)."""
+    if template == "order":
+        return _caption_order_answer(qa, captions)
     if template == "first_appearance":
         names = option_texts(qa.get("options") or [])
     elif template == "appeared_before":
@@ -186,13 +196,34 @@ def caption_answer(template: str, qa: dict, details: dict, captions: list[str]) 
     return "Yes" if firsts[0] < firsts[1] else "No"  # type: ignore[operator]
 
 
-def verify_template(template: str, qa: dict, details: dict, entities: list[dict] | None, captions: list[str] | None) -> Outcome:
+def _caption_order_answer(qa: dict, captions: list[str]) -> str | None:
+    """An order question answered from the captions: among the options, the one first named
+    right after (just before) the anchor, when the anchor and every option are named at clips
+    that decide it; None otherwise."""
+    question = qa.get("question") or ""
+    after, before = parse(ORDER_AFTER, question), parse(ORDER_BEFORE, question)
+    fields = after or before
+    if fields is None:
+        return None
+    anchor = first_mention(fields["x"], captions)
+    firsts = [first_mention(n, captions) for n in option_texts(qa.get("options") or [])]
+    if anchor is None or not firsts or any(f is None for f in firsts):
+        return None
+    side = [f for f in firsts if (f > anchor if after else f < anchor)]  # type: ignore[operator]
+    if not side:
+        return None
+    best = min(side) if after else max(side)
+    return LETTERS[firsts.index(best)] if firsts.count(best) == 1 else None
+
+
+def verify_template(template: str, qa: dict, details: dict, entities: list[dict] | None, captions: list[str] | None,
+                    relations: list[dict] | None = None, clip_ids: list[str] | None = None) -> Outcome:  # fmt: skip
     proposed = proposed_answer(qa)
     if proposed is None:
         return Outcome(False, UNVERIFIABLE, f"the answer {qa.get('answer')!r} does not fit the type {qa.get('type')!r}")
     if entities is None:
         return Outcome(False, UNVERIFIABLE, "the window has no graph to recompute the answer from")
-    recomputed, how = recompute_template(template, qa, details, entities)
+    recomputed, how = recompute_template(template, qa, details, entities, relations, clip_ids)
     info = {"method": "template", "template": template, "proposed": proposed, "recomputed": recomputed, "how": how}
     if recomputed is None:
         return Outcome(False, UNVERIFIABLE, f"cannot recompute the {template} answer: {how}", details=info)

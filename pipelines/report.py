@@ -33,6 +33,10 @@ PLOTS: dict[str, tuple[str, str]] = {
     "answer_letters": ("Answer-letter balance", "Multiple-choice answer letters against a uniform draw over each question's options."),
     "rejections": ("Rejection reasons", "Every way items were lost: failed stage rows, checks not passed, reviews rejected."),
 }
+# Shown only when the scope has the table they plot.
+OPTIONAL_PLOTS: dict[str, tuple[str, str]] = {
+    "signals": ("Clip signals", "Brightness, blur, motion, text area, people and faces of every measured clip (docs/signals.md)."),
+}
 
 
 # ---- figures ---------------------------------------------------------------------------------
@@ -146,6 +150,13 @@ def fig_rejections(d: PlotData):
     return fig
 
 
+def fig_signals(d: PlotData):
+    fig = Figure(figsize=(13, 6.4))
+    for ax, h in zip(fig.subplots(2, 3).ravel(), d.signals):
+        _hist(ax, h)
+    return fig
+
+
 FIGURES = {
     "durations": fig_durations,
     "thought_length": fig_thought_length,
@@ -153,6 +164,7 @@ FIGURES = {
     "qa_mix": fig_qa_mix,
     "answer_letters": fig_answer_letters,
     "rejections": fig_rejections,
+    "signals": fig_signals,
 }
 
 
@@ -170,7 +182,8 @@ def plot_png(name: str, d: PlotData) -> bytes:
 
 def render_plots(d: PlotData) -> dict[str, str]:
     """Plot name -> base64 PNG."""
-    return {name: base64.b64encode(plot_png(name, d)).decode("ascii") for name in PLOTS}
+    names = list(PLOTS) + (["signals"] if d.signals else [])
+    return {name: base64.b64encode(plot_png(name, d)).decode("ascii") for name in names}
 
 
 # ---- HTML --------------------------------------------------------------------------------------
@@ -185,7 +198,7 @@ img { max-width: 100%; }
 """
 
 # Which plot follows which section of the report.
-PLOTS_AFTER = {"distributions": ["durations", "thought_length", "thoughts_over_time"], "qa_mix": ["qa_mix"], "answer_letters": ["answer_letters"], "rejections": ["rejections"]}
+PLOTS_AFTER = {"distributions": ["durations", "thought_length", "thoughts_over_time"], "qa_mix": ["qa_mix"], "answer_letters": ["answer_letters"], "rejections": ["rejections"], "signals": ["signals"]}
 
 
 def section_html(s: Section) -> str:
@@ -203,7 +216,7 @@ def section_html(s: Section) -> str:
 
 
 def figure_html(name: str, png: str) -> str:
-    title, caption = PLOTS[name]
+    title, caption = {**PLOTS, **OPTIONAL_PLOTS}[name]
     return (
         f'<figure id="plot-{name}"><img alt="{html.escape(title)}" src="data:image/png;base64,{png}">'
         f"<figcaption><b>{html.escape(title)}.</b> {html.escape(caption)}</figcaption></figure>"
@@ -219,7 +232,7 @@ def report_html(report: Report, plots: dict[str, str], title: str) -> str:
     ]
     for s in report.sections:
         parts.append(section_html(s))
-        parts.extend(figure_html(name, plots[name]) for name in PLOTS_AFTER.get(s.key, []))
+        parts.extend(figure_html(name, plots[name]) for name in PLOTS_AFTER.get(s.key, []) if name in plots)
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -223,12 +223,87 @@ def distributions_section(cat: Catalog) -> Section:
     return section
 
 
+# Clip signals (stage `signals`, docs/signals.md): over every measured clip, kept or excluded
+# (an excluded clip keeps its measurements), so the distributions show where the bars cut.
+SIGNAL_MEASURES: list[tuple[str, str]] = [
+    ("brightness (luma 0-255)", "brightness"),
+    ("blur (Laplacian variance)", "blur"),
+    ("motion (px/s at 576 px)", "motion"),
+    ("text area (share of frame)", "text_area"),
+    ("people per clip", "people"),
+    ("faces per clip", "faces"),
+]
+
+
+def signals_section(cat: Catalog) -> Section | None:
+    """Distributions of the clip signals; None (no section) when the run has no clip_signals."""
+    if not cat.has("clip_signals"):
+        return None
+    parts = []
+    for k, (name, column) in enumerate(SIGNAL_MEASURES):
+        x = quote(column)
+        parts.append(
+            f"SELECT {k} AS k, '{name}' AS measure, count({x}) AS n, round(avg({x}), 3) AS mean, round(min({x}), 3) AS min, "
+            f"round(quantile_cont({x}, 0.1), 3) AS p10, round(quantile_cont({x}, 0.5), 3) AS p50, "
+            f"round(quantile_cont({x}, 0.9), 3) AS p90, round(max({x}), 3) AS max FROM clip_signals"
+        )
+    sql = "SELECT measure, n, mean, min, p10, p50, p90, max FROM (" + " UNION ALL ".join(parts) + ") ORDER BY k"
+    return _section(cat, "signals", "Clip signals (every measured clip, kept or excluded)", sql)
+
+
+def signal_exclusions_section(cat: Catalog) -> Section | None:
+    """Clips per exclusion code (a clip outside several bars counts under each), and unreadable
+    clips; the share is of all clip_signals rows."""
+    if not cat.has("clip_signals"):
+        return None
+    sql = """
+        WITH codes AS (
+            SELECT unnest(exclude_reasons) AS reason FROM clip_signals WHERE len(exclude_reasons) > 0
+            UNION ALL
+            SELECT coalesce(reason, 'unknown') FROM clip_signals WHERE status = 'failed' AND coalesce(len(exclude_reasons), 0) = 0)
+        SELECT * FROM (
+            SELECT 'kept' AS reason, count(*) FILTER (WHERE status = 'ok') AS clips,
+                   round(count(*) FILTER (WHERE status = 'ok') / nullif(count(*), 0), 4) AS share FROM clip_signals)
+        UNION ALL
+        SELECT * FROM (
+            SELECT reason, count(*) AS clips, round(count(*) / nullif((SELECT count(*) FROM clip_signals), 0), 4) AS share
+            FROM codes GROUP BY ALL ORDER BY clips DESC, reason)"""
+    return _section(cat, "signal_exclusions", "Clip signals: kept and excluded (by code)", sql)
+
+
 def qa_mix_section(cat: Catalog) -> Section:
     sql = """
         SELECT coalesce(qa_type, '(none)') AS type, count(*) AS chains, round(count(*) / sum(count(*)) OVER (), 4) AS share,
                round(avg(n_thoughts), 2) AS mean_thoughts
         FROM _chain_facts GROUP BY ALL ORDER BY chains DESC, type"""
     return _section(cat, "qa_mix", "QA type mix (ok chains)", sql)
+
+
+# A chain's evidence span is its question's (think copies it); chains written before the column
+# existed read it from their question.
+_CHAIN_SPANS = """
+        SELECT coalesce(c.qa_template, '(none)') AS template, coalesce(c.evidence_span, q.evidence_span, '(none)') AS evidence_span
+        FROM chains c LEFT JOIN questions q ON q.run = c.run AND q.question_id = c.question_id WHERE c.status = 'ok'"""
+
+
+def _question_mix(cat: Catalog, key: str, title: str, by: str) -> Section:
+    sql = f"""
+        WITH q AS (SELECT coalesce({by}, '(none)') AS {by}, count(*) AS questions FROM questions WHERE status = 'ok' GROUP BY ALL),
+        c AS (SELECT {by}, count(*) AS chains FROM ({_CHAIN_SPANS}) GROUP BY ALL)
+        SELECT {by}, coalesce(questions, 0) AS questions, coalesce(chains, 0) AS chains,
+               round(coalesce(chains, 0) / nullif(sum(coalesce(chains, 0)) OVER (), 0), 4) AS chain_share
+        FROM q FULL JOIN c USING ({by}) ORDER BY chains DESC, questions DESC, {by}"""
+    return _section(cat, key, title, sql)
+
+
+def evidence_span_section(cat: Catalog) -> Section:
+    """Questions and ok chains per evidence span: current (the last clip and the one before),
+    recent (the last 3 clips), window (older evidence); curation/questions.py."""
+    return _question_mix(cat, "evidence_spans", "Evidence span (ok questions and chains)", "evidence_span")
+
+
+def template_section(cat: Catalog) -> Section:
+    return _question_mix(cat, "templates", "Question templates (ok questions and chains)", "template")
 
 
 def answer_letters_section(cat: Catalog) -> Section:
@@ -257,7 +332,7 @@ def checks_section(cat: Catalog) -> Section:
     return _section(cat, "checks", "Pass rate per check", sql)
 
 
-REJECTION_SOURCES = ["videos", "clips", "captions", "graphs", "chains", "teacher_usage"]
+REJECTION_SOURCES = ["videos", "clips", "clip_signals", "captions", "graphs", "chains", "teacher_usage"]
 
 
 def rejections_section(cat: Catalog, top: int = 15) -> Section:
@@ -318,7 +393,11 @@ SECTIONS = [
     videos_section,
     corpus_section,
     distributions_section,
+    signals_section,
+    signal_exclusions_section,
     qa_mix_section,
+    evidence_span_section,
+    template_section,
     answer_letters_section,
     checks_section,
     rejections_section,
@@ -330,7 +409,8 @@ SECTIONS = [
 
 def standard_report(cat: Catalog) -> Report:
     build_facts(cat)  # fresh: the parts may have changed since the last report on this connection
-    return Report(cat.scope.label, [build(cat) for build in SECTIONS])
+    # a builder returns None when its table is not in the scope (e.g. no signals stage)
+    return Report(cat.scope.label, [s for s in (build(cat) for build in SECTIONS) if s is not None])
 
 
 # ---- data for the plots ----------------------------------------------------------------------
@@ -396,6 +476,7 @@ class PlotData:
     rejections: list[tuple[str, str, int]]
     qa_mix: list[tuple[str, int]]
     answer_letters: list[tuple[str, int, float, float]]  # letter, chains, share, uniform share
+    signals: list[Histogram] = field(default_factory=list)  # one per SIGNAL_MEASURES; empty: no clip_signals
 
 
 def thoughts_over_time(cat: Catalog, bins: int = 30) -> tuple[list[tuple[float, int, float]], float]:
@@ -424,7 +505,14 @@ def plot_data(cat: Catalog, report: Report | None = None) -> PlotData:
         rejections=[tuple(r) for r in report.section("rejections").rows],
         qa_mix=[(r[0], r[1]) for r in report.section("qa_mix").rows],
         answer_letters=[tuple(r) for r in report.section("answer_letters").rows],
+        signals=signal_histograms(cat),
     )
+
+
+def signal_histograms(cat: Catalog) -> list[Histogram]:
+    if not cat.has("clip_signals"):
+        return []
+    return [histogram(cat, name, f"SELECT {quote(column)} AS x FROM clip_signals") for name, column in SIGNAL_MEASURES]
 
 
 # ---- text formatting shared by the terminal and the HTML report ----------------------------

@@ -36,7 +36,7 @@ def make_demo_run(runs_root: Path, name: str = "fixture") -> RunDir:
     from pipelines.samples import make_samples
 
     make_samples(ROOT)
-    recipe = load_recipe(ROOT / "pipelines" / "recipes" / "demo.yaml")
+    recipe = load_recipe(ROOT / "tests" / "recipes" / "fixture-demo.yaml")
     run_recipe(recipe, name, ROOT, runs_root, progress=False, echo=lambda *_: None, until="segment")
     return RunDir(runs_root / name)
 

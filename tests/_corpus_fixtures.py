@@ -1,6 +1,6 @@
 """A test corpus for the catalog, stats, report and notebook tests.
 
-A real demo run (`vstw run pipelines/recipes/demo.yaml`: real videos -> videos + clips tables),
+A real demo run (`vstw run tests/recipes/fixture-demo.yaml`: real videos -> videos + clips tables),
 plus the tables later stages write (captions, graphs, chains, verdicts, reviews, teacher_usage),
 generated here from the run's real clips with a fixed seed, and written the way the runner writes
 them (`curation.schemas.to_table` + `RunDir.write_part`), so the layout is the runner's own.
@@ -22,7 +22,7 @@ from curation.schemas import TABLES, to_table
 from pipelines.rundir import RunDir
 
 PROJECT = Path(__file__).resolve().parents[1]
-DEMO_RECIPE = PROJECT / "pipelines" / "recipes" / "demo.yaml"
+DEMO_RECIPE = PROJECT / "tests" / "recipes" / "fixture-demo.yaml"
 CHECKS = ["schema", "timing", "causality", "answer_consistency"]
 QA_TYPES = ["multiple_choice", "numerical", "yes_no"]
 CHECK_FAIL_REASONS = {"timing": "thought_span_outside_window", "causality": "thought_leaks_future", "answer_consistency": "answer_not_in_options"}

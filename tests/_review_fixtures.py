@@ -23,7 +23,7 @@ PROMPT_VERSIONS = {"qa": "qa-v1", "think": "think-v1"}
 def make_demo_run(runs_root: Path, name: str = "review") -> RunDir:
     """Run the demo recipe (ingest + segment) into runs_root/name: real videos and clips."""
     env = {**os.environ, "VSTW_RUNS": str(runs_root), "VSTW_PROGRESS": "0", "VSTW_HOME": str(REPO)}
-    cmd = [sys.executable, "-m", "pipelines.cli", "run", str(REPO / "pipelines/recipes/demo.yaml"), "--run", name, "--until", "segment"]
+    cmd = [sys.executable, "-m", "pipelines.cli", "run", str(REPO / "tests/recipes/fixture-demo.yaml"), "--run", name, "--until", "segment"]
     result = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return RunDir(runs_root / name)

@@ -23,6 +23,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
+# The stages that ask the teacher only when told to: graph reads the annotations' facts and think
+# composes by default, so a test of the teacher stages names the teacher modes.
+TEACHER_MODES = {"graph": {"source": "teacher"}, "think": {"mode": "teacher"}}
+
 FAULT = re.compile(r"\[\[fault:(\w+):(\d+)\]\]")
 COLOUR_SHAPE = re.compile(r"\b(red|green|blue|yellow|white|magenta)\s+(circle|square|triangle)\b")
 

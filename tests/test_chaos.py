@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import yaml
 from _process_tools import canonical, kill_tree
-from _teacher_fixtures import FakeTeacherServer
+from _teacher_fixtures import TEACHER_MODES, FakeTeacherServer
 
 from curation.schemas import TABLES
 from pipelines.recipe import load_recipe, parse_recipe
@@ -146,7 +146,7 @@ def chaos_recipe(base: dict, runs_part_size: int = 1) -> dict:
 
 
 def test_demo_pipeline_survives_random_sigkills(samples, tmp_path):
-    demo = yaml.safe_load((ROOT / "pipelines" / "recipes" / "demo.yaml").read_text())
+    demo = yaml.safe_load((ROOT / "tests" / "recipes" / "fixture-demo.yaml").read_text())
     # the CPU stages here; the teacher stages are killed in the test below, against a fake teacher
     demo["stages"] = [s for s in demo["stages"] if s["stage"] in ("ingest", "segment")]
     data = chaos_recipe(demo)
@@ -231,7 +231,7 @@ class FlappingTeacher(FakeTeacherServer):
 
 
 def teacher_recipe(base_url: str) -> dict:
-    stages = [{"stage": s} for s in ("ingest", "segment", "perceive", "graph", "qa", "think") if s in REGISTRY]
+    stages = [{"stage": s, **TEACHER_MODES.get(s, {})} for s in ("ingest", "segment", "perceive", "graph", "qa", "think") if s in REGISTRY]
     return {
         "name": "chaos-teacher",
         "inputs": [{"manifest": "data/samples/manifest.jsonl"}],

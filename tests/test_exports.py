@@ -259,7 +259,7 @@ def test_a_recipe_with_check_and_export_runs_end_to_end(tmp_path):
     from pipelines.run import run_recipe
     from pipelines.rundir import RunDir
 
-    data = yaml.safe_load((ROOT / "pipelines" / "recipes" / "demo.yaml").read_text())
+    data = yaml.safe_load((ROOT / "tests" / "recipes" / "fixture-demo.yaml").read_text())
     data["stages"] = [s for s in data["stages"] if s["stage"] in ("ingest", "segment")]
     data["stages"] += [{"stage": "check", "structure": {"max_frames": 384}}, {"stage": "export", "group_by": "qa_type", **NO_VERIFY}]
     recipe = parse_recipe(data)

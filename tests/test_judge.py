@@ -418,7 +418,7 @@ def test_judge_runs_from_a_recipe(tmp_path, tiny):
     from pipelines.rundir import RunDir
     from pipelines.run import run_recipe
 
-    data = yaml.safe_load((ROOT / "pipelines" / "recipes" / "demo.yaml").read_text())
+    data = yaml.safe_load((ROOT / "tests" / "recipes" / "fixture-demo.yaml").read_text())
     data["stages"] = [s for s in data["stages"] if s["stage"] in ("ingest", "segment")]
     data["stages"].append({"stage": "judge", "model": str(tiny), "samples": 2, "max_thought_tokens": 3, "max_answer_tokens": 3, "frame_width": 128})
     recipe = parse_recipe(data)

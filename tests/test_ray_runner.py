@@ -44,7 +44,7 @@ def tables_of(run_dir: RunDir) -> list[str]:
 
 # ---- same inputs, same outputs ---------------------------------------------------------------
 def test_demo_recipe_gives_identical_tables_under_local_and_ray(ray_session, samples, tmp_path):
-    recipe = load_recipe(ROOT / "pipelines" / "recipes" / "demo.yaml")
+    recipe = load_recipe(ROOT / "tests" / "recipes" / "fixture-demo.yaml")
     # the stages that need no teacher server (the teacher stages: the fake-teacher test below)
     recipe = recipe.model_copy(update={"stages": [s for s in recipe.stages if s.stage in ("ingest", "segment")]})
     stages = [s.stage for s in recipe.stages]
@@ -213,7 +213,7 @@ def test_killed_ray_run_resumes_without_duplicates(ray_session, tmp_path):
 
 # ---- teacher stages (io: actor pools with threads) give the local tables ------------------------
 def test_teacher_stages_give_identical_tables_under_ray(ray_session, samples, tmp_path):
-    from _teacher_fixtures import FakeTeacherServer, synthetic_manifest
+    from _teacher_fixtures import TEACHER_MODES, FakeTeacherServer, synthetic_manifest
 
     runs = tmp_path / "runs"
     # two synthetic samples (with their ground truth as annotations) keep this test short
@@ -226,7 +226,7 @@ def test_teacher_stages_give_identical_tables_under_ray(ray_session, samples, tm
             "runner": {"workers": 2, "part_size": 2, "kind": "ray", "resources": {"graph": {"concurrency": 1, "threads": 2}}},
             "teacher": {"text": {"base_url": teacher.base_url, "model": "fake-teacher", "structured_output": "json_object_schema"},
                         "timeout_s": 30.0, "max_retries": 4, "concurrency": 2},  # slack for a loaded CI machine
-            "stages": [{"stage": s} for s in ("ingest", "segment", "perceive", "graph", "qa", "think")],
+            "stages": [{"stage": s, **TEACHER_MODES.get(s, {})} for s in ("ingest", "segment", "perceive", "graph", "qa", "think")],
         }
         # separate caches: the Ray run must ask the teacher itself, not replay the local run
         run_recipe(parse_recipe(data), "local", ROOT, runs, progress=False, echo=lambda *_: None, runner_kind="local")

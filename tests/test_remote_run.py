@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from _process_tools import canonical, kill_when_parts
 from _s3_fixtures import ACCESS_KEY, SECRET_KEY, LocalS3
-from _teacher_fixtures import FakeTeacherServer, synthetic_manifest
+from _teacher_fixtures import TEACHER_MODES, FakeTeacherServer, synthetic_manifest
 
 from curation.synthetic import write_synthetic_set
 from pipelines.recipe import parse_recipe
@@ -51,7 +51,7 @@ def teacher_recipe(manifest: Path, base_url: str, runner: dict) -> dict:
         "runner": runner,
         "teacher": {"text": {"base_url": base_url, "model": "fake-teacher", "structured_output": "json_object_schema"},
                     "timeout_s": 30.0, "max_retries": 4, "concurrency": 2},
-        "stages": [{"stage": s} for s in ("ingest", "segment", "perceive", "graph", "qa", "think", "check")]
+        "stages": [{"stage": s, **TEACHER_MODES.get(s, {})} for s in ("ingest", "segment", "perceive", "graph", "qa", "think", "check")]
         # the fake teacher's thoughts repeat themselves: exclude on structure only, so rows get out
         # (no verify stage: the fake teacher cannot re-answer, so the recipe opts out of `answer` by name)
         + [{"stage": "export", "formats": ["sft", "rl", "hf"], "exclude_on": ["structure"], "allow_unchecked": ["answer"]}],

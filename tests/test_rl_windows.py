@@ -125,9 +125,10 @@ def pipeline_recipe(manifest: Path, folder: Path, base_url: str) -> dict:
             {"stage": "ingest"},
             {"stage": "segment", "min_clip_s": 2.0, "max_clip_s": 10.0},
             {"stage": "perceive"},
-            {"stage": "graph"},
-            {"stage": "qa", "mode": "template"},
-            {"stage": "think"},
+            {"stage": "graph", "source": "teacher"},
+            # the three templates whose answers recomputed_answer re-derives from the ground truth
+            {"stage": "qa", "mode": "template", "templates": ["count_entities", "first_appearance", "appeared_before"]},
+            {"stage": "think", "mode": "teacher"},
         ],
     }
 
@@ -199,7 +200,7 @@ def recomputed_answer(row: dict, on_screen: dict[str, float]) -> str:
     if row["data_source"] == "multiple choice":
         options = dict(re.findall(r"^([A-E])\. (.+)$", row["prompt"], re.MULTILINE))
         return min(options, key=lambda letter: (on_screen[options[letter]], options[letter]))
-    x, y = re.fullmatch(r"Did the (.+) appear before the (.+)\?", question).groups()
+    x, y = re.fullmatch(r"Did the (.+) (?:appear|show up|come) before the (.+)\?", question).groups()  # APPEARED_BEFORE's phrasings
     return "Yes" if on_screen[x] < on_screen[y] else "No"
 
 

@@ -59,9 +59,9 @@ def recipe(manifest: Path, base_url: str, cache_dir: Path | None = None, **teach
             {"stage": "ingest"},
             {"stage": "segment", "min_clip_s": 2.0, "max_clip_s": 10.0},
             {"stage": "perceive"},
-            {"stage": "graph"},
+            {"stage": "graph", "source": "teacher"},
             {"stage": "qa"},
-            {"stage": "think"},
+            {"stage": "think", "mode": "teacher"},
         ],
     }
 
@@ -267,8 +267,8 @@ def test_real_llama_cpp_teacher_produces_schema_valid_chains(tmp_path, llama_ser
     data["allowed_roots"] = [str(tmp_path)]
     data["teacher"] = {"text": {"base_url": llama_server.base_url, "model": llama_server.model, "structured_output": "json_object_schema"},
                        "concurrency": 1, "timeout_s": 300, "max_retries": 1}  # fmt: skip
-    data["stages"][3] = {"stage": "graph", "max_tokens": 160}
-    data["stages"][5] = {"stage": "think", "max_tokens": 60}
+    data["stages"][3] = {"stage": "graph", "source": "teacher", "max_tokens": 160}
+    data["stages"][5] = {"stage": "think", "mode": "teacher", "max_tokens": 60}
     run_dir = run(data, tmp_path / "runs", "llama")
 
     usage = rows(run_dir, "teacher_usage")

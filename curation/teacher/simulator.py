@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from curation.graph import normalize_name
+from curation import questions as templates
 
 COLOURS = ("red", "green", "blue", "yellow", "white", "magenta")
 SHAPES = ("circle", "square", "triangle")
@@ -133,8 +134,9 @@ def _count_filter(phrase: str) -> tuple[str | None, str | None] | None:
 def solve(question: str, options: list[str] | None, clip_captions_in_order: list[str]) -> str | None:
     """The answer the clip descriptions give to a question, or None when it cannot be read.
 
-    Reads the simulator's own question forms and the templates of curation/graph.py
-    (count_entities, first_appearance, appeared_before). Answers: a letter for multiple choice
+    Reads the simulator's own question forms, the templates of curation/graph.py
+    (count_entities, first_appearance, appeared_before) and those of curation/questions.py
+    (order, count_kind, attribute, action, where_went; not on-screen text). Answers: a letter for multiple choice
     (options plain or "A. text"), a number string, or "Yes"/"No". An order between objects first
     named in the same clip is not known: None."""
     facts = CaptionFacts.of(clip_captions_in_order)
@@ -153,6 +155,9 @@ def solve(question: str, options: list[str] | None, clip_captions_in_order: list
         return str(sum(1 for n in facts.first if _matches(n, *wanted)))
 
     if opts:
+        answer = _solve_template(question or "", opts, facts)
+        if answer is not _NOT_A_TEMPLATE:
+            return answer  # type: ignore[return-value]
         m = re.search(rf"which (?:shape|object|one|of these)(?: shapes| objects)? (?:moved|was seen moving|was moving|moves) ({_D})\b", q)
         if m:
             hits = [i for i, o in enumerate(opts) if m.group(1) in facts.moves.get(o, set())]
@@ -182,6 +187,67 @@ def solve(question: str, options: list[str] | None, clip_captions_in_order: list
     if m:
         return "Yes" if _key(m.group(1)) in facts.first else "No"
     return None
+
+
+_NOT_A_TEMPLATE = object()
+
+
+def _one(opts: list[str], wanted: str | None) -> str | None:
+    """The letter of the one option that is `wanted`, else None."""
+    if wanted is None:
+        return None
+    hits = [i for i, o in enumerate(opts) if o == _key(wanted)]
+    return LETTERS[hits[0]] if len(hits) == 1 else None
+
+
+def _new_next_to(facts: CaptionFacts, name: str, after: bool) -> str | None:
+    """The one name first named right after (just before) `name` was, when `name` is the only
+    name first named in its clip and one name alone is first named in the deciding clip."""
+    at = facts.first.get(name)
+    if at is None or [n for n, i in facts.first.items() if i == at] != [name]:
+        return None
+    side = [i for i in facts.first.values() if (i > at if after else i < at)]
+    if not side:
+        return None
+    k = min(side) if after else max(side)
+    there = [n for n, i in facts.first.items() if i == k]
+    return there[0] if len(there) == 1 else None
+
+
+def _solve_template(question: str, opts: list[str], facts: CaptionFacts):
+    """The answer to one of curation/questions.py's multiple-choice phrasings (order, attribute,
+    action, where_went) from the descriptions; _NOT_A_TEMPLATE when it is none of them. On-screen
+    text questions are not read: the synthetic worlds show no text."""
+    for bank, after in ((templates.ORDER_AFTER, True), (templates.ORDER_BEFORE, False)):
+        fields = templates.parse(bank, question)
+        if fields:
+            return _one(opts, _new_next_to(facts, _key(fields["x"]), after))
+    fields = templates.parse(templates.ATTRIBUTE, question)
+    if fields:
+        first, later = templates.parse(templates.REF_FIRST, fields["ref"]), templates.parse(templates.REF_AFTER, fields["ref"])
+        name = None
+        if first:
+            noun = _key(first["noun"])
+            kind = sorted((i, n) for n, i in facts.first.items() if n.split()[-1] == noun)
+            if kind and [i for i, _ in kind].count(kind[0][0]) == 1:
+                name = kind[0][1]
+        elif later:
+            name = _new_next_to(facts, _key(later["x"]), True)
+            if name is not None and name.split()[-1] != _key(later["noun"]):
+                name = None
+        return _one(opts, name.split()[0] if name else None)
+    for bank, where in ((templates.ACTION, False), (templates.WHERE_WENT, True)):
+        fields = templates.parse(bank, question)
+        if fields:
+            name = _key(fields["x"])
+            moves = facts.moves.get(name, set())
+            if where and name in facts.first and name not in facts.gone:
+                return _one(opts, templates.STILL_THERE)
+            if len(moves) != 1:
+                return None
+            d = next(iter(moves))
+            return _one(opts, (templates.WHERE_OPTIONS if where else templates.DIRECTION_OPTIONS).get(d))
+    return _NOT_A_TEMPLATE
 
 
 def _matches(name: str, colour: str | None, shape: str | None) -> bool:
@@ -316,10 +382,12 @@ class QAPrompt:
         return {n: i for n, i in self.first.items() if cut is None or i < cut}
 
     def moves_known(self, name: str) -> bool:
-        """Every clip the object is seen in tells how it moves (no motion cut away)."""
+        """Every clip the object is seen in tells how it moves, and none of them holds 3
+        relations (the extraction's limit: a second motion of the same name may be cut away)."""
         seen = next((set(e["clips"]) for e in self.entities if e["name"] == name), set())
         told = {r["clip"] for r in self.relations if r["subject"] == name and r["predicate"].startswith("move")}
-        return bool(seen) and seen <= told
+        per_clip = Counter(r["clip"] for r in self.relations)
+        return bool(seen) and seen <= told and all(per_clip[i] < 3 for i in seen)
 
     def gone_known(self) -> bool:
         """No disappearance can have been cut away (no clip holds 3 of them, none is full)."""

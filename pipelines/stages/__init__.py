@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 
 from pipelines.stage import Stage
 
-ORDER = ["ingest", "segment", "perceive", "graph", "qa", "think", "verify", "check", "judge", "export"]
+ORDER = ["ingest", "segment", "signals", "perceive", "graph", "qa", "think", "verify", "check", "judge", "export"]
 
 
 class _Registry(Mapping[str, Stage]):

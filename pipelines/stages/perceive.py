@@ -1,10 +1,17 @@
 """perceive: one dense description per clip (table `captions`).
 
-Two sources, chosen per video:
+Three sources, chosen per clip:
 - annotation: the input came with timestamped annotations (e.g. the synthetic samples' ground
-  truth, dense-caption datasets): their texts are mapped onto clips by time overlap, no model call;
-- teacher: a vision teacher sees a few keyframes of the clip (decord, resized, JPEG data URLs).
-A video with neither fails with `no_perception_source`.
+  truth, dense-caption datasets): their texts are mapped onto clips by time overlap, no model call,
+  and the things and events they name are read by rules into `facts` (curation.extract);
+- teacher: a vision teacher sees a few keyframes of the clip (decord, resized, JPEG data URLs);
+- signals: the clip's `clip_signals` row (stage `signals`: OCR text, people and faces, camera
+  motion, brightness, colour) said in plain English by curation.perception, with graph facts
+  (`facts`) the graph stage merges without a teacher.
+`auto` takes the first of these the clip has: annotations, a vision teacher if the recipe names
+one, signals. A clip with none fails with `no_perception_source`. A clip the signals stage
+excluded (a recipe threshold) fails with `clip_excluded`, whatever the source: its window then
+stops at graph (`clip_not_perceived`), since a streaming window needs every clip.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from curation.extract import extract_facts
+from curation.perception import SIGNALS_PROMPT_VERSION, perceive_signals
 from curation.prompts import load_prompt
 from curation.teacher.client import TeacherCall
 from pipelines.rundir import RunDir
@@ -23,7 +32,13 @@ from pipelines.stages._teacher import CONFIG_ERROR, TeacherConfigError, record_u
 
 class PerceiveParams(StageParams):
     stage: Literal["perceive"] = "perceive"
-    source: Literal["auto", "annotation", "teacher"] = Field("auto", description="auto: annotations when the video has them, else the vision teacher")
+    source: Literal["auto", "annotation", "teacher", "signals"] = Field(
+        "auto", description="auto: annotations when the video has them, else the vision teacher (teacher.vision), else the clip's signals"
+    )
+    annotation_facts: bool = Field(
+        True, description="annotation captions also carry the facts read from them by rules (curation.extract): the graph then needs no teacher"
+    )
+    skip_excluded: bool = Field(True, description="clips the signals stage excluded get no caption (clip_excluded), whatever the source")
     prompt: str = Field("caption.v1", description="prompt template (curation/prompts)")
     frames_per_clip: int = Field(3, ge=1, le=16)
     frame_width: int = Field(384, ge=32, le=2048, description="keyframes are resized to at most this width")
@@ -38,13 +53,27 @@ class CaptionReply(BaseModel):
     on_screen_text: list[str] = Field(..., max_length=8)
 
 
+# What a signals caption reads from `clip_signals` (the rest of the row stays on disk).
+SIGNAL_COLUMNS = [
+    "clip_id", "brightness", "blur", "motion", "camera_direction", "ocr_text", "ocr_lines", "ocr_confidence",
+    "people", "faces", "people_positions", "face_positions", "dominant_colour", "exclude_reasons", "status", "reason", "error",
+]  # fmt: skip
+
+
 def load_clips(run_dir: RunDir, params: PerceiveParams) -> list[dict]:
-    """Clips with what perception needs from their video (path, fps, annotations)."""
+    """Clips with what perception needs: their video (path, fps, annotations), their signals row
+    and the signals row of the clip before them in the same window (to say what changed)."""
     videos = {v["video_id"]: v for v in run_dir.read_rows("videos", ["video_id", "path", "fps", "annotations", "status"])}
+    signals = {s["clip_id"]: s for s in run_dir.read_rows("clip_signals", SIGNAL_COLUMNS)} if run_dir.has_table("clip_signals") else {}
+    clips = run_dir.read_rows("clips")
+    by_position = {(c["video_id"], c["index"]): c for c in clips}
     out = []
-    for clip in run_dir.read_rows("clips"):
+    for clip in clips:
         video = videos.get(clip["video_id"]) or {}
-        out.append({**clip, "video_path": video.get("path"), "annotations": video.get("annotations") or []})
+        before = by_position.get((clip["video_id"], clip["index"] - 1))
+        previous = signals.get(before["clip_id"]) if before is not None and before["window_id"] == clip["window_id"] else None
+        out.append({**clip, "video_path": video.get("path"), "annotations": video.get("annotations") or [],
+                    "signals": signals.get(clip["clip_id"]), "previous_signals": previous})  # fmt: skip
     return out
 
 
@@ -52,7 +81,7 @@ def _base(clip: dict) -> dict:
     return {k: clip.get(k) for k in ("clip_id", "video_id", "window_id", "start_s", "end_s")}
 
 
-def annotation_caption(clip: dict) -> dict:
+def annotation_caption(clip: dict, with_facts: bool = True) -> dict:
     """The texts of the annotations that overlap the clip (point events inside it), in time order."""
     start, end = clip["start_s"], clip["end_s"]
     texts = [
@@ -63,7 +92,36 @@ def annotation_caption(clip: dict) -> dict:
     texts = [t for t in texts if t]
     if not texts:
         return failed("no_annotation_in_clip", f"{clip['clip_id']}: no annotation overlaps {start:.2f}-{end:.2f} s", **_base(clip), source="annotation")
-    return {**_base(clip), "caption": " ".join(texts), "entities": [], "actions": [], "on_screen_text": [], "source": "annotation", "status": "ok"}
+    caption = " ".join(texts)
+    facts = extract_facts(caption).model_dump_json() if with_facts else None
+    return {**_base(clip), "caption": caption, "entities": [], "actions": [], "on_screen_text": [], "facts": facts, "source": "annotation", "status": "ok"}
+
+
+def excluded(clip: dict) -> dict | None:
+    """The failed caption of a clip the signals stage excluded (a threshold), else None."""
+    sig = clip.get("signals")
+    if sig is None or sig["status"] == "ok" or not sig.get("exclude_reasons"):
+        return None
+    codes = ", ".join(sig["exclude_reasons"])
+    why = f": {sig['error']}" if sig.get("error") else ""
+    return failed("clip_excluded", f"{clip['clip_id']}: excluded by the signals stage ({codes}){why}", **_base(clip))
+
+
+def measured(sig: dict | None) -> bool:
+    """A signals row with measurements: ok, or excluded by a threshold (measured, then judged)."""
+    return sig is not None and (sig["status"] == "ok" or bool(sig.get("exclude_reasons")))
+
+
+def signals_caption(clip: dict) -> dict:
+    """The caption and graph facts of the clip's signals row (curation.perception)."""
+    sig = clip.get("signals")
+    if not measured(sig):
+        why = "no clip_signals row: add the `signals` stage before perceive" if sig is None else f"its signals failed ({sig['reason']}: {sig.get('error')})"
+        return failed("no_clip_signals", f"{clip['clip_id']}: {why}", **_base(clip), source="signals")
+    previous = clip.get("previous_signals")
+    seen = perceive_signals(sig, previous if measured(previous) else None)  # type: ignore[arg-type]
+    return {**_base(clip), "caption": seen.caption, "entities": seen.entities, "actions": seen.actions, "on_screen_text": seen.on_screen_text,
+            "source": "signals", "facts": seen.facts.model_dump_json(), "prompt_version": SIGNALS_PROMPT_VERSION, "status": "ok"}  # fmt: skip
 
 
 def keyframe_urls(clip: dict, params: PerceiveParams) -> list[str]:
@@ -93,14 +151,33 @@ def caption_call(clip: dict, urls: list[str], params: PerceiveParams) -> Teacher
     return TeacherCall("perceive", clip["clip_id"], messages, CaptionReply, prompt.version, params.max_tokens, role="vision")
 
 
+def _has_vision(ctx: StageContext) -> bool:
+    return (ctx.recipe.get("teacher") or {}).get("vision") is not None
+
+
 def _vision_client(ctx: StageContext):
     """(client, None) or (None, (reason, message)) when clips without annotations cannot be seen."""
-    if ctx.recipe.get("teacher") is None or ctx.recipe["teacher"].get("vision") is None:
-        return None, ("no_perception_source", "the video has no annotations and the recipe has no vision teacher (teacher.vision)")
+    if not _has_vision(ctx):
+        return None, ("no_perception_source", "perceive source `teacher`, but the recipe has no vision teacher (teacher.vision)")
     try:
         return teacher_client(ctx), None
     except TeacherConfigError as err:
         return None, (CONFIG_ERROR, str(err))
+
+
+NO_SOURCE = ("the video has no annotations, the recipe has no vision teacher (teacher.vision) and the clip has no clip_signals row: "
+             "add the `signals` stage before perceive, a teacher.vision endpoint, or annotations")  # fmt: skip
+
+
+def choose_source(clip: dict, params: PerceiveParams, ctx: StageContext) -> str | None:
+    """annotation, teacher or signals for this clip; None when `auto` finds none of them."""
+    if params.source != "auto":
+        return params.source
+    if clip["annotations"]:
+        return "annotation"
+    if _has_vision(ctx):
+        return "teacher"
+    return "signals" if clip.get("signals") is not None else None
 
 
 def perceive_batch(clips: list[dict], params: PerceiveParams, ctx: StageContext) -> list[dict]:
@@ -108,9 +185,19 @@ def perceive_batch(clips: list[dict], params: PerceiveParams, ctx: StageContext)
     pending: list[tuple[dict, TeacherCall]] = []
     client, client_error = None, None
     for clip in clips:
-        use_annotations = params.source == "annotation" or (params.source == "auto" and clip["annotations"])
-        if use_annotations:
-            rows[clip["clip_id"]] = annotation_caption(clip)
+        out = excluded(clip) if params.skip_excluded else None
+        if out is not None:
+            rows[clip["clip_id"]] = out
+            continue
+        source = choose_source(clip, params, ctx)
+        if source is None:
+            rows[clip["clip_id"]] = failed("no_perception_source", f"{clip['clip_id']}: {NO_SOURCE}", **_base(clip))
+            continue
+        if source == "annotation":
+            rows[clip["clip_id"]] = annotation_caption(clip, params.annotation_facts)
+            continue
+        if source == "signals":
+            rows[clip["clip_id"]] = signals_caption(clip)
             continue
         if client is None and client_error is None:
             client, client_error = _vision_client(ctx)

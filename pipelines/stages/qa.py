@@ -2,15 +2,20 @@
 (table `questions`).
 
 Three modes:
-- template (default): questions derived from the knowledge graph by code (counting entities,
-  order of first appearance, yes/no about order): the ground truth is exactly what the graph
-  says, whatever the teacher's writing skill. No teacher call.
+- template (default): questions derived from the knowledge graph by code (curation/questions.py:
+  counts, order of first appearance, what came right after / just before, colour, direction of
+  motion, where something went, on-screen text): the ground truth is exactly what the graph
+  says, whatever the teacher's writing skill. No teacher call. Param `templates` picks which,
+  `max_per_window` caps them, `balance_spans` makes the cap pick round-robin across evidence
+  spans.
 - teacher: the teacher writes one question per type from the graph; the reply is checked
   (type, 2-5 options lettered A-E with one answer, numeric answers, Yes/No, evidence clips of
   this window, at least two of them) and fails with teacher_invalid_output otherwise.
 - mixed: both, per window (the verify stage recomputes the template answers and has the teacher
   answer its own questions again).
 Options are stored as "A. text" strings; answers are the letter, a number string, or Yes/No.
+Every question row carries its `evidence_span` (current / recent / window, from where its
+evidence clips sit in the window: curation.questions.evidence_span), teacher questions too.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from curation.graph import LETTERS, template_questions
+from curation.graph import LETTERS
+from curation.questions import TEMPLATES, evidence_span, window_questions
 from curation.prompts import load_prompt
 from curation.teacher.client import TeacherCall
 from curation.teacher.structured import InvalidReply
@@ -37,6 +43,9 @@ class QAParams(StageParams):
     mode: Literal["template", "teacher", "mixed"] = "template"
     types: list[Literal["multiple_choice", "numerical", "yes_no"]] = Field(default_factory=lambda: list(QA_TYPES))
     max_options: int = Field(4, ge=2, le=5)
+    templates: list[Literal[TEMPLATES]] = Field(default_factory=lambda: list(TEMPLATES), description="template questions to ask (template/mixed modes); default all")  # type: ignore[valid-type]
+    max_per_window: int | None = Field(None, ge=1, description="at most this many template questions per window (default: one per template)")
+    balance_spans: bool = Field(False, description="when capping, pick round-robin across evidence spans (current, recent, window)")
     prompt: str = Field("qa.v1", description="prompt template (teacher mode)")
     max_tokens: int = Field(300, ge=16, le=8192)
 
@@ -122,10 +131,11 @@ def question_row(graph: dict, qa: dict, template: str, details: dict | None = No
 
 def template_rows(graph: dict, params: QAParams) -> list[dict]:
     rows = []
-    for q in template_questions(graph["entities"], seed=graph["window_id"], max_options=params.max_options):
-        if q.type in params.types:
-            qa = {"type": q.type, "question": q.question, "options": q.options, "answer": q.answer, "evidence_clip_ids": q.evidence_clip_ids}
-            rows.append(question_row(graph, qa, q.template, q.details))
+    questions = window_questions(graph, seed=graph["window_id"], templates=params.templates, max_options=params.max_options,
+                                 types=params.types, max_per_window=params.max_per_window, balance_spans=params.balance_spans)  # fmt: skip
+    for q in questions:
+        qa = {"type": q.type, "question": q.question, "options": q.options, "answer": q.answer, "evidence_clip_ids": q.evidence_clip_ids}
+        rows.append(question_row(graph, qa, q.template, q.details, evidence_span=q.evidence_span))
     return rows
 
 
@@ -140,7 +150,7 @@ def teacher_rows(graph: dict, results: list, types: list[str]) -> list[dict]:
         options = _letter_options(r.options) if qa_type == "multiple_choice" else []
         qa = {"type": qa_type, "question": r.question.strip(), "options": options, "answer": r.answer.strip().rstrip("."),
               "evidence_clip_ids": sorted(set(r.evidence_clip_ids))}  # fmt: skip
-        rows.append(question_row(graph, qa, "teacher", **extra))
+        rows.append(question_row(graph, qa, "teacher", **extra, evidence_span=evidence_span(qa["evidence_clip_ids"], list(graph.get("clip_ids") or []))))
     return rows
 
 

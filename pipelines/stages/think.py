@@ -1,11 +1,19 @@
 """think: the streaming chain of a window for each question (table `chains`).
 
-One thought per clip, in time order. Each thought is written by the teacher knowing only that
-clip's description, the entities first seen in it (from the window's knowledge graph) and the
-memory of the earlier thoughts, so it cannot know what comes later; a reply that names an entity
-first seen in a later clip is refused (the repair request says why). Thoughts do not depend on
-the question, so all questions of a window share them (one teacher call per clip, cached).
-The final answer is the question's ground truth in \\boxed{}.
+One thought per clip, in time order, each knowing only its clip and the thoughts before it.
+Three modes (`mode`):
+- compose (default): written by code from the window's graph and captions (curation.compose):
+  what is new, what changed since the memory, at most one reference back, never anything of a
+  later clip; every thought passes the gate's rule checks before it is kept. No teacher.
+- rewrite: the composed thought is given to the teacher to make fluent; the rewrite is kept only
+  if it names the same entities and the same events and passes the same rule checks, else the
+  composed thought stays with the reason in `fallback` (a teacher error falls back the same way,
+  so a flaky teacher never costs a chain).
+- teacher: the teacher writes each thought from the clip's description, the entities first seen
+  in it and the memory; a reply naming an entity first seen in a later clip is refused (the
+  repair request says why).
+Thoughts do not depend on the question, so all questions of a window share them (one teacher
+call per clip, cached). The final answer is the question's ground truth in \\boxed{}.
 """
 
 from __future__ import annotations
@@ -13,10 +21,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from curation.checks.text import BASE_HEADS, events_told, noun_phrases, parse
+from curation.compose import COMPOSE_VERSION, caption_rows, compose_thoughts, thought_issues, window_index
 from curation.graph import mentions
 from curation.prompts import load_prompt
 from curation.teacher.client import TeacherCall, TeacherClient
@@ -26,9 +37,17 @@ from pipelines.stage import Stage, StageContext, StageParams, failed
 from pipelines.stages._teacher import CONFIG_ERROR, TeacherConfigError, record_usage, teacher_client, write_usage_report
 
 
+log = logging.getLogger(__name__)
+
+
 class ThinkParams(StageParams):
     stage: Literal["think"] = "think"
-    prompt: str = Field("think.v2", description="prompt template (curation/prompts)")
+    mode: Literal["compose", "rewrite", "teacher"] = Field(
+        "compose", description="compose: thoughts written by code from the graph (no teacher); rewrite: composed, then made fluent by "
+        "the teacher when the rewrite says the same things; teacher: written by the teacher from the captions",
+    )  # fmt: skip
+    prompt: str = Field("think.v2", description="prompt template of mode teacher (curation/prompts)")
+    rewrite_prompt: str = Field("rewrite.v1", description="prompt template of mode rewrite")
     max_words: int = Field(30, ge=3, le=200, description="a thought longer than this is refused")
     max_tokens: int = Field(80, ge=8, le=4096)
     require_new_entities: bool = Field(True, description="a clip with new entities needs a thought naming at least one of them")
@@ -44,7 +63,7 @@ def load_questions(run_dir: RunDir, params: ThinkParams) -> list[dict]:
     """One record per question: the question, its window's graph, clips + captions, video facts."""
     videos = {v["video_id"]: v for v in run_dir.read_rows("videos", ["video_id", "path", "duration_s"])}
     graphs = {g["window_id"]: g for g in run_dir.read_rows("graphs") if g["status"] == "ok"}
-    captions = {c["clip_id"]: c for c in run_dir.read_rows("captions", ["clip_id", "caption", "source", "prompt_version", "cache_key", "status"])}
+    captions = {c["clip_id"]: c for c in run_dir.read_rows("captions", ["clip_id", "caption", "entities", "source", "prompt_version", "cache_key", "status"])}
     clips_by_window: dict[str, list[dict]] = {}
     for clip in run_dir.read_rows("clips", ["clip_id", "window_id", "index", "start_s", "end_s", "status"]):
         if clip["status"] == "ok":
@@ -59,7 +78,8 @@ def load_questions(run_dir: RunDir, params: ThinkParams) -> list[dict]:
             "video_path": video.get("path"),
             "video_duration_s": video.get("duration_s"),
             "graph": graph,
-            "clips": [{**c, "caption": (captions.get(c["clip_id"]) or {}).get("caption"), "caption_row": captions.get(c["clip_id"])} for c in clips],
+            "clips": [{**c, "caption": (captions.get(c["clip_id"]) or {}).get("caption"), "entities": (captions.get(c["clip_id"]) or {}).get("entities"),
+                       "caption_row": captions.get(c["clip_id"])} for c in clips],
         })  # fmt: skip
     return out
 
@@ -117,9 +137,77 @@ async def window_thoughts(client: TeacherClient, window: dict, params: ThinkPara
             return thoughts, results, result
         text = " ".join(result.value.thought.split())  # type: ignore[union-attr]
         thoughts.append({"clip_id": clip["clip_id"], "start_s": clip["start_s"], "end_s": clip["end_s"], "text": text,
-                         "entities": [n for n in known if mentions(text, n)]})  # fmt: skip
+                         "entities": [n for n in known if mentions(text, n)], "source": "teacher", "fallback": None})  # fmt: skip
         memory.append(f"Time={clip['start_s']:.1f}-{clip['end_s']:.1f}s {text}")
     return thoughts, results, None
+
+
+def composed_thoughts(window: dict, params: ThinkParams) -> list[dict]:
+    """The window's thoughts written by code (mode compose; the drafts of mode rewrite)."""
+    clips = window["clips"]
+    return compose_thoughts(clips, window["graph"], seed=window["window_id"], max_words=params.max_words, captions=caption_rows(clips))
+
+
+def _told(text: str) -> frozenset:
+    return events_told(tuple(w for sentence in parse(text).sentences for w in sentence))
+
+
+def _things(text: str) -> set[tuple]:
+    """The things a text names, as the checks' parser reads them: (head, colours)."""
+    return {(m.head, m.colours) for m in noun_phrases(parse(text), BASE_HEADS, frozenset())}
+
+
+def _things_told(text: str) -> set[tuple]:
+    """What a text tells of each thing it names: (head, colours, events)."""
+    return {(m.head, m.colours, events_told(m.segment)) for m in noun_phrases(parse(text), BASE_HEADS, frozenset())}
+
+
+def rewrite_problem(rewrite: str, composed: dict, names: list[str], earlier: list[dict], k: int, index, captions: dict) -> str | None:
+    """Why a rewrite of thought k cannot replace the composed one (a reason code), or None.
+    `names` are the window's entity names known by clip k; `earlier` the thoughts kept before."""
+    said = {n for n in names if mentions(composed["text"], n)}
+    now = {n for n in names if mentions(rewrite, n)}
+    if now - said or _things(rewrite) - _things(composed["text"]):
+        return "rewrite_adds_entity"
+    if said - now:
+        return "rewrite_drops_entity"
+    if _told(rewrite) != _told(composed["text"]) or _things_told(rewrite) != _things_told(composed["text"]):
+        return "rewrite_changes_events"
+    candidate = {**composed, "text": rewrite, "entities": sorted(now, key=names.index), "source": "rewritten", "fallback": None}
+    issues = thought_issues([*earlier, candidate], k, index, captions)
+    return "rewrite_fails_check:" + issues[0].code if issues else None
+
+
+async def window_rewrites(client: TeacherClient, window: dict, params: ThinkParams) -> tuple[list[dict], list]:
+    """(thoughts, results): each composed thought rewritten by the teacher, clip by clip, the
+    rewrite kept only when rewrite_problem finds nothing (else the composed one, with why)."""
+    clips, entities = window["clips"], window["graph"]["entities"]
+    captions = caption_rows(clips)
+    index = window_index(clips, window["graph"], captions)
+    order = {c["clip_id"]: i for i, c in enumerate(clips)}
+    prompt = load_prompt(params.rewrite_prompt)
+    thoughts, results = [], []
+    for k, composed in enumerate(composed_thoughts(window, params)):
+        names = [e["name"] for e in entities if order.get(e["first_clip_id"], 1 << 30) <= k]
+        memory = "\n".join(t["text"] for t in thoughts) or "(nothing yet)"
+        messages = prompt.messages(composed=composed["text"], memory=memory, max_words=params.max_words)
+        call = TeacherCall("think", f"{window['window_id']}/{composed['clip_id']}/rewrite", messages, ThoughtReply, prompt.version, params.max_tokens)
+        result = await client.complete(call)
+        results.append(result)
+        if not result.ok:
+            thoughts.append({**composed, "fallback": f"rewrite_{result.reason or 'failed'}"})
+            continue
+        text = " ".join(result.value.thought.split())  # type: ignore[union-attr]
+        problem = rewrite_problem(text, composed, names, thoughts, k, index, captions) or ("rewrite_too_long" if len(text.split()) > params.max_words else None)
+        if problem:
+            thoughts.append({**composed, "fallback": problem})
+        else:
+            thoughts.append({**composed, "text": text, "entities": [n for n in names if mentions(text, n)], "source": "rewritten"})
+    return thoughts, results
+
+
+def think_version(params: ThinkParams) -> str:
+    return {"compose": COMPOSE_VERSION, "rewrite": f"{COMPOSE_VERSION}+{params.rewrite_prompt}", "teacher": params.prompt}[params.mode]
 
 
 def prompt_versions(item: dict, think_version: str) -> dict:
@@ -130,7 +218,7 @@ def prompt_versions(item: dict, think_version: str) -> dict:
 def chain_row(item: dict, thoughts: list[dict], results: list, failure, params: ThinkParams) -> dict:
     keys = [(c["caption_row"] or {}).get("cache_key") for c in item["clips"]] + list(item["graph"]["cache_keys"] or []) + [item.get("cache_key")]
     keys = [k for k in keys + [r.cache_key for r in results] if k]
-    base = chain_base(item) | {"teacher": results[0].model if results else None, "prompt_versions": prompt_versions(item, params.prompt), "cache_keys": keys}
+    base = chain_base(item) | {"teacher": results[0].model if results else None, "prompt_versions": prompt_versions(item, think_version(params)), "cache_keys": keys}
     if failure is not None:
         return failed(failure.reason, f"{item['question_id']}: {failure.error}", **base, raw_reply=failure.raw_reply)
     texts = json.dumps([t["text"] for t in thoughts])
@@ -146,13 +234,24 @@ def think_batch(items: list[dict], params: ThinkParams, ctx: StageContext) -> li
             rows[item["question_id"]] = failed("window_incomplete", f"{item['question_id']}: the window {item['window_id']} has no graph or a clip without description", **chain_base(item))
         else:
             windows.setdefault(item["window_id"], item)
-    if windows:
+    if windows and params.mode == "compose":
+        composed = {window_id: composed_thoughts(w, params) for window_id, w in windows.items()}
+        for item in items:
+            if item["question_id"] not in rows:
+                rows[item["question_id"]] = chain_row(item, composed[item["window_id"]], [], None, params)
+    elif windows:
         try:
             client = teacher_client(ctx)
         except TeacherConfigError as err:
+            if params.mode == "rewrite":  # the composed thoughts stand without a teacher: say why on each
+                log.warning("think rewrite: no teacher (%s); the composed thoughts are kept", err)
+                composed = {w: [{**t, "fallback": f"rewrite_{CONFIG_ERROR}"} for t in composed_thoughts(win, params)] for w, win in windows.items()}
+                return [rows.get(i["question_id"]) or chain_row(i, composed[i["window_id"]], [], None, params) for i in items]
             return [rows.get(i["question_id"]) or failed(CONFIG_ERROR, str(err), **chain_base(i)) for i in items]
 
         async def all_windows():
+            if params.mode == "rewrite":
+                return [(*r, None) for r in await asyncio.gather(*(window_rewrites(client, w, params) for w in windows.values()))]
             return await asyncio.gather(*(window_thoughts(client, w, params) for w in windows.values()))
 
         done = dict(zip(windows, client.run(all_windows())))

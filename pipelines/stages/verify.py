@@ -1,11 +1,13 @@
 """verify: every chain's answer re-derived independently of the step that wrote it
 -> `answer_verdicts` (the schema of `verdicts`; one row per chain, check "answer").
 
-- Template questions (the chain's `qa_template` is a curation.graph template) are recomputed by
-  code from the graph of the window they are asked in, reading the question and options the
-  model sees: another answer fails `answer_disagrees_graph`; where the captions name the entities
-  of an order question, the order they are first named in must give the same answer
-  (`answer_disagrees_captions`, param `captions`).
+- Template questions (the chain's `qa_template` is one of curation.questions.TEMPLATES) are
+  recomputed by code from the graph of the window they are asked in (entities, relations, clip
+  order), reading the question and options the model sees: another answer fails
+  `answer_disagrees_graph`, a question the graph cannot answer unambiguously any more
+  `answer_unverifiable`; where the captions name the entities of an order question
+  (first_appearance, appeared_before, order), the order they are first named in must give the
+  same answer (`answer_disagrees_captions`, param `captions`).
 - Other questions (written by the teacher) are answered again by the teacher `samples` times from
   the window's time-stamped clip descriptions, without the proposed answer (prompt answer.v1).
   The k requests differ (an attempt line; multiple-choice options in a seeded order per attempt,
@@ -69,11 +71,11 @@ def load_verify_inputs(run_dir: RunDir, params: VerifyParams) -> list[dict]:
     details = {}
     if run_dir.has_table("questions"):
         details = {q["question_id"]: q["details"] for q in run_dir.read_rows("questions", ["question_id", "details"]) if q["question_id"] in questions}
-    entities = {}
+    graphs = {}
     if run_dir.has_table("graphs"):
-        for g in run_dir.read_rows("graphs", ["window_id", "entities", "status"]):
+        for g in run_dir.read_rows("graphs", ["window_id", "entities", "relations", "clip_ids", "status"]):
             if g["status"] == "ok" and g["window_id"] in windows:
-                entities[g["window_id"]] = g["entities"] or []
+                graphs[g["window_id"]] = g
     clips: dict[str, list[dict]] = {}
     if run_dir.has_table("clips"):
         for c in run_dir.read_rows("clips", ["clip_id", "window_id", "index", "start_s", "end_s", "status"]):
@@ -90,7 +92,9 @@ def load_verify_inputs(run_dir: RunDir, params: VerifyParams) -> list[dict]:
             "chain_id": chain["chain_id"],
             "chain": chain,
             "details": details.get(chain["question_id"]),
-            "entities": entities.get(chain["window_id"]),
+            "entities": (graphs[chain["window_id"]]["entities"] or []) if chain["window_id"] in graphs else None,
+            "relations": (graphs.get(chain["window_id"]) or {}).get("relations") or [],
+            "graph_clip_ids": (graphs.get(chain["window_id"]) or {}).get("clip_ids"),
             "clips": [{"clip_id": c["clip_id"], "start_s": c["start_s"], "end_s": c["end_s"], "caption": captions.get(c["clip_id"])} for c in window],
         })  # fmt: skip
     return records
@@ -130,7 +134,8 @@ def _details(record: dict) -> dict:
 def template_outcome(record: dict, params: VerifyParams) -> Outcome:
     chain = record["chain"]
     captions = [c["caption"] or "" for c in record["clips"]] if params.captions and record["clips"] else None
-    return verify_template(chain["qa_template"], chain["qa"] or {}, _details(record), record["entities"], captions)
+    return verify_template(chain["qa_template"], chain["qa"] or {}, _details(record), record["entities"], captions,
+                           record.get("relations"), record.get("graph_clip_ids") or [c["clip_id"] for c in record["clips"]] or None)  # fmt: skip
 
 
 # ---- teacher-written questions -------------------------------------------------------------------
