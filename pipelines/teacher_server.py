@@ -80,13 +80,13 @@ def _alive(pid: int) -> bool:
     return pid_runs(pid, b"llama_cpp.server")
 
 
-def read_recorded(path: Path, make, alive) -> object | None:
-    """The server a state file records, when it still runs and answers (`make(**record)`,
-    `alive(pid)`); a record of a dead process is removed."""
+def read_recorded(path: Path, make, alive, answering: bool = True) -> object | None:
+    """The server a state file records, when it still runs and (with `answering`) answers
+    (`make(**record)`, `alive(pid)`); a record of a dead process is removed."""
     if not path.is_file():
         return None
     info = make(**json.loads(path.read_text()))
-    if alive(info.pid) and is_healthy(info.base_url):
+    if alive(info.pid) and (not answering or is_healthy(info.base_url)):
         return info
     if not alive(info.pid):
         path.unlink(missing_ok=True)
@@ -131,9 +131,9 @@ def start_server(
     raise TeacherServerError(f"the teacher server did not answer within {wait_s:.0f} s; log {log_path}")
 
 
-def read_state(project_root: Path) -> ServerInfo | None:
+def read_state(project_root: Path, answering: bool = True) -> ServerInfo | None:
     """The running server recorded for this project, or None (a stale record is removed)."""
-    return read_recorded(state_path(project_root), ServerInfo, _alive)
+    return read_recorded(state_path(project_root), ServerInfo, _alive, answering)
 
 
 def stop_pid(pid: int, grace_s: float = 10.0, alive=None, poll_s: float = 0.2) -> None:
@@ -171,7 +171,10 @@ def embedded_base_url(project_root: Path) -> str:
     env = os.environ.get("VSTW_TEACHER_URL")
     if env:
         return env
-    info = read_state(project_root)
+    # Alive is enough: llama.cpp's server answers nothing while it generates for another worker,
+    # so a health probe would call a busy teacher "not running" (the client's timeouts and
+    # retries are what wait for it).
+    info = read_state(project_root, answering=False)
     if info is None:
         from curation.teacher.config import TeacherConfigError
 

@@ -146,8 +146,11 @@ def test_rewrite_mode_in_a_real_run_keeps_faithful_rewrites_and_falls_back_on_an
         run_recipe(parse_recipe(data), "r", ROOT, tmp_path / "runs", progress=False, echo=lambda *_: None)
         asked = [m["content"] for b in teacher.bodies for m in b["messages"] if m["role"] == "user"]
     assert asked and all(a.startswith("Note: ") for a in asked)  # graph from facts, thoughts composed: only rewrites asked
-    chains = [c for c in RunDir(tmp_path / "runs" / "r").read_rows("chains") if c["status"] == "ok"]
+    run_dir = RunDir(tmp_path / "runs" / "r")
+    chains = [c for c in run_dir.read_rows("chains") if c["status"] == "ok"]
     assert chains
+    spans = {q["question_id"]: q["evidence_span"] for q in run_dir.read_rows("questions")}
+    assert all(c["evidence_span"] == spans[c["question_id"]] and c["evidence_span"] in ("current", "recent", "window") for c in chains)
     for chain in chains:
         thoughts = chain["thoughts"]
         assert thoughts[0]["source"] == "composed" and thoughts[0]["fallback"] == "rewrite_adds_entity"

@@ -89,7 +89,7 @@ def chain_base(item: dict) -> dict:
         "chain_id": "ch-" + hashlib.sha1(str(item.get("question_id")).encode()).hexdigest()[:16],
         "question_id": item.get("question_id"),
         "qa_template": item.get("template"),
-        **{k: item.get(k) for k in ("window_id", "video_id", "video_path", "video_duration_s", "start_s", "end_s", "qa")},
+        **{k: item.get(k) for k in ("window_id", "video_id", "video_path", "video_duration_s", "start_s", "end_s", "qa", "evidence_span")},
     }
 
 
