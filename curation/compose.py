@@ -369,13 +369,14 @@ def _candidates(clauses: list[Clause], seed: str, max_words: int, t: str):
         yield fit(clauses[:1], shift, seed, max_words)
 
 
-def compose_thoughts(clips: list[dict], graph: dict, seed: str, max_words: int = 30, captions: dict[str, dict] | None = None) -> list[dict]:
+def compose_thoughts(clips: list[dict], graph: dict, seed: str, max_words: int = 30, captions: dict[str, dict] | None = None,
+                     index: GraphIndex | None = None) -> list[dict]:  # fmt: skip
     """One thought per clip of a window (clips in time order: clip_id, start_s, end_s, caption).
 
     Each thought is a `chains.thoughts` item with source "composed". `seed` (the window id)
-    picks the wording."""
+    picks the wording. `captions` and `index` (caption_rows, window_index) are built when not given."""
     captions = captions if captions is not None else caption_rows(clips)
-    index = window_index(clips, graph, captions)
+    index = index if index is not None else window_index(clips, graph, captions)
     w = _window(clips, graph)
     thoughts: list[dict] = []
     for k, clip in enumerate(clips):

@@ -355,14 +355,19 @@ def _graph(clips: list[tuple[str, list[str], list[tuple[str, str]]]]) -> dict:
     return {"window_id": "w", "clip_ids": [c for c, _, _ in clips], "entities": entities, "relations": relations}
 
 
+# Five clips where each span has a question: a thing new in the last clip, one that left in it,
+# one moving up in the two before, and two circles over the window.
+FIVE_CLIPS = [
+    ("c0", ["red circle"], [("red circle", "moves left")]),
+    ("c1", ["red circle", "blue square"], [("red circle", "moves left"), ("blue square", "moves up")]),
+    ("c2", ["blue square"], [("blue square", "moves up")]),
+    ("c3", ["blue square", "green triangle"], [("blue square", "moves up"), ("green triangle", "moves right")]),
+    ("c4", ["green triangle", "yellow circle"], [("green triangle", "moves right"), ("green triangle", "disappears")]),
+]
+
+
 def test_questions_carry_the_span_of_their_evidence_on_constructed_graphs():
-    graph = _graph([
-        ("c0", ["red circle"], [("red circle", "moves left")]),
-        ("c1", ["red circle", "blue square"], [("red circle", "moves left"), ("blue square", "moves up")]),
-        ("c2", ["blue square"], [("blue square", "moves up")]),
-        ("c3", ["blue square", "green triangle"], [("blue square", "moves up"), ("green triangle", "moves right")]),
-        ("c4", ["green triangle", "yellow circle"], [("green triangle", "moves right"), ("green triangle", "disappears")]),
-    ])  # fmt: skip
+    graph = _graph(FIVE_CLIPS)
     found = candidates(graph, "w")
     by = {(q.template, q.details.get("form"), q.details.get("anchor") or q.details.get("entity")): q for qs in found.values() for q in qs}
     # what came just before the yellow circle (new in the last clip): the green triangle, one clip back
@@ -393,13 +398,7 @@ def test_questions_carry_the_span_of_their_evidence_on_constructed_graphs():
 
 
 def test_a_cap_balances_the_spans_round_robin():
-    graph = _graph([
-        ("c0", ["red circle"], [("red circle", "moves left")]),
-        ("c1", ["red circle", "blue square"], [("red circle", "moves left"), ("blue square", "moves up")]),
-        ("c2", ["blue square"], [("blue square", "moves up")]),
-        ("c3", ["blue square", "green triangle"], [("blue square", "moves up"), ("green triangle", "moves right")]),
-        ("c4", ["green triangle", "yellow circle"], [("green triangle", "moves right"), ("green triangle", "disappears")]),
-    ])  # fmt: skip
+    graph = _graph(FIVE_CLIPS)
     found = candidates(graph, "w")
     plain = select(found, max_per_window=3)
     balanced = select(found, max_per_window=3, balance_spans=True)

@@ -104,12 +104,18 @@ def check_thought(reply: ThoughtReply, new: list[str], future: list[str], params
         raise InvalidReply(f"the thought must name what is new in this clip: {', '.join(new)}")
 
 
+def known_names(window: dict, k: int) -> list[str]:
+    """The names of the window's entities first seen at or before clip k (what thought k may name)."""
+    order = {c["clip_id"]: i for i, c in enumerate(window["clips"])}
+    return [e["name"] for e in window["graph"]["entities"] if order.get(e["first_clip_id"], 1 << 30) <= k]
+
+
 def thought_call(window: dict, k: int, memory: list[str], params: ThinkParams) -> tuple[TeacherCall, list[str]]:
     clips, entities = window["clips"], window["graph"]["entities"]
     clip = clips[k]
     order = {c["clip_id"]: i for i, c in enumerate(clips)}
     new = [e["name"] for e in entities if e["first_clip_id"] == clip["clip_id"]]
-    known = [e["name"] for e in entities if order.get(e["first_clip_id"], 1 << 30) <= k]
+    known = known_names(window, k)
     # A later entity whose name is part of a known one ("triangle" vs "red triangle") cannot be told apart: not checked.
     future = [e["name"] for e in entities if order.get(e["first_clip_id"], 1 << 30) > k and not any(e["name"] in n for n in known)]
     prompt = load_prompt(params.prompt)
@@ -142,24 +148,23 @@ async def window_thoughts(client: TeacherClient, window: dict, params: ThinkPara
     return thoughts, results, None
 
 
-def composed_thoughts(window: dict, params: ThinkParams) -> list[dict]:
+def composed_thoughts(window: dict, params: ThinkParams, captions: dict | None = None, index=None) -> list[dict]:
     """The window's thoughts written by code (mode compose; the drafts of mode rewrite)."""
-    clips = window["clips"]
-    return compose_thoughts(clips, window["graph"], seed=window["window_id"], max_words=params.max_words, captions=caption_rows(clips))
+    return compose_thoughts(window["clips"], window["graph"], seed=window["window_id"], max_words=params.max_words, captions=captions, index=index)
 
 
 def _told(text: str) -> frozenset:
     return events_told(tuple(w for sentence in parse(text).sentences for w in sentence))
 
 
-def _things(text: str) -> set[tuple]:
-    """The things a text names, as the checks' parser reads them: (head, colours)."""
-    return {(m.head, m.colours) for m in noun_phrases(parse(text), BASE_HEADS, frozenset())}
-
-
 def _things_told(text: str) -> set[tuple]:
-    """What a text tells of each thing it names: (head, colours, events)."""
+    """What a text tells of each thing it names, as the checks' parser reads it: (head, colours, events)."""
     return {(m.head, m.colours, events_told(m.segment)) for m in noun_phrases(parse(text), BASE_HEADS, frozenset())}
+
+
+def _things(text: str) -> set[tuple]:
+    """The things a text names: (head, colours)."""
+    return {(head, colours) for head, colours, _ in _things_told(text)}
 
 
 def rewrite_problem(rewrite: str, composed: dict, names: list[str], earlier: list[dict], k: int, index, captions: dict) -> str | None:
@@ -181,14 +186,13 @@ def rewrite_problem(rewrite: str, composed: dict, names: list[str], earlier: lis
 async def window_rewrites(client: TeacherClient, window: dict, params: ThinkParams) -> tuple[list[dict], list]:
     """(thoughts, results): each composed thought rewritten by the teacher, clip by clip, the
     rewrite kept only when rewrite_problem finds nothing (else the composed one, with why)."""
-    clips, entities = window["clips"], window["graph"]["entities"]
+    clips = window["clips"]
     captions = caption_rows(clips)
     index = window_index(clips, window["graph"], captions)
-    order = {c["clip_id"]: i for i, c in enumerate(clips)}
     prompt = load_prompt(params.rewrite_prompt)
     thoughts, results = [], []
-    for k, composed in enumerate(composed_thoughts(window, params)):
-        names = [e["name"] for e in entities if order.get(e["first_clip_id"], 1 << 30) <= k]
+    for k, composed in enumerate(composed_thoughts(window, params, captions, index)):
+        names = known_names(window, k)
         memory = "\n".join(t["text"] for t in thoughts) or "(nothing yet)"
         messages = prompt.messages(composed=composed["text"], memory=memory, max_words=params.max_words)
         call = TeacherCall("think", f"{window['window_id']}/{composed['clip_id']}/rewrite", messages, ThoughtReply, prompt.version, params.max_tokens)
