@@ -16,7 +16,11 @@ Templates (each asked only when the graph's facts make its answer unambiguous, e
 - where_went (multiple choice): where X went before it disappeared (a disappears relation and
   the direction it moved);
 - on_screen_text (multiple choice): which on-screen text (entities of type "text") came first /
-  last, or what text appeared right after another.
+  last, or what text appeared right after another;
+- still_there (yes/no): is X still on screen at the window's last clip: Yes when X is seen in
+  the last clip and the one before and nothing says it left; No when X disappears (a
+  `disappears` relation) before the last clip and is not seen again. Absence alone is not a No:
+  a detector that misses a face for one clip must not make a wrong answer.
 
 Facts a clip's extraction may have cut away are not trusted: an extraction keeps at most 5
 entities and 3 relations (curation.graph.ClipExtraction), so a clip with 5 entities may have lost
@@ -52,7 +56,7 @@ from curation.graph import (
 SPANS = ("current", "recent", "window")
 RECENT_CLIPS = 3
 LEGACY_TEMPLATES = ("count_entities", "first_appearance", "appeared_before")
-NEW_TEMPLATES = ("order", "count_kind", "attribute", "action", "where_went", "on_screen_text")
+NEW_TEMPLATES = ("order", "count_kind", "attribute", "action", "where_went", "on_screen_text", "still_there")
 TEMPLATES = LEGACY_TEMPLATES + NEW_TEMPLATES
 # ClipExtraction's limits: a clip at a limit may have lost what did not fit.
 FULL_ENTITIES = 5
@@ -165,6 +169,12 @@ TEXT_AFTER = (
     'What text appeared on screen right after "{x}"?',
     'Which text was shown next after "{x}"?',
     'Right after "{x}", which text appeared on screen?',
+)
+STILL_ON_SCREEN = (
+    "Is the {x} still on screen?",
+    "Is the {x} still in view?",
+    "Can the {x} still be seen?",
+    "Is the {x} still visible?",
 )
 DIRECTION_OPTIONS = {"left": "left", "right": "right", "up": "up", "down": "down"}
 WHERE_OPTIONS = {"left": "to the left", "right": "to the right", "up": "upwards", "down": "downwards"}
@@ -327,6 +337,28 @@ class WindowFacts:
         if len(directions) != 1:
             return None
         return next(iter(directions)), sorted(moves)
+
+    # ---- presence at the end ------------------------------------------------------------------------
+    def still_there(self, name: str) -> tuple[str, list[int]] | None:
+        """("Yes" | "No", the two clips that tell it) for "is X still on screen" asked at the last
+        clip, or None when the graph cannot say. Yes: X is seen in the last clip and the one
+        before, does not disappear there, and the last clip cannot have lost that relation. No:
+        X disappears before the last clip and no later clip, none of which may have lost a name,
+        shows it (a disappearance in the last clip alone is no No: two things of one name, one
+        leaving, read as one thing that left)."""
+        last = len(self.clips) - 1
+        idx = self.seen.get(name) or []
+        if last < 1 or not idx or not self.single(name):
+            return None
+        gone = self.gone.get(name)
+        if gone is None:
+            if len(idx) < 2 or idx[-1] != last or idx[-2] != last - 1 or self.relation_count[last] >= FULL_RELATIONS:
+                return None
+            return "Yes", [last - 1, last]
+        later = range(gone + 1, last + 1)
+        if gone >= last or any(self.entity_count[i] >= FULL_ENTITIES and i not in self.with_place for i in later):
+            return None
+        return "No", [gone, last]
 
     # ---- attributes --------------------------------------------------------------------------------
     def colour(self, name: str) -> str | None:
@@ -497,6 +529,21 @@ def where_went_questions(facts: WindowFacts, seed: str, max_options: int = 4) ->
     return out
 
 
+def still_there_questions(facts: WindowFacts, seed: str, max_options: int = 4) -> list[TemplateQuestion]:
+    out = []
+    for x in sorted(facts.names(), key=lambda n: _rank(seed, "still/" + n)):
+        found = facts.still_there(x)
+        if found is None:
+            continue
+        answer, told = found
+        question = _phrase(STILL_ON_SCREEN, seed, "still/" + x).format(x=x)
+        out.append(TemplateQuestion("still_there", "yes_no", question, [], answer, _clips(facts, told), {"entity": x}))
+    # Things leave more often than they stay to the end: a seeded preferred answer goes first, so
+    # the question a window asks is not "No" by default (a model must not learn to say No).
+    preferred = "Yes" if int(_rank(seed, "still/answer")[:8], 16) % 2 else "No"
+    return sorted(out, key=lambda q: q.answer != preferred)
+
+
 def _quoted(text: str) -> str:
     return f'"{text}"'
 
@@ -535,6 +582,7 @@ _BUILDERS = {
     "action": action_questions,
     "where_went": where_went_questions,
     "on_screen_text": text_questions,
+    "still_there": still_there_questions,
 }
 
 
@@ -692,6 +740,14 @@ def recompute(template: str, qa: dict, facts: WindowFacts) -> tuple[str | None, 
         if found is None:
             return None, f"the graph gives no single direction for the {x}"
         return _letter_of(options, DIRECTION_OPTIONS[found[0]], f"the {x} moves {found[0]}")
+    if template == "still_there":
+        x = _name(facts, parse(STILL_ON_SCREEN, question))
+        if x is None:
+            return None, "the question is none of the still_there phrasings about a thing of the graph"
+        found = facts.still_there(x)
+        if found is None:
+            return None, f"the graph cannot say whether the {x} is still on screen"
+        return found[0], f"the {x} is {'still seen in the last clip' if found[0] == 'Yes' else 'gone (it disappears)'}"
     if template == "on_screen_text":
         from curation.formats.question import option_texts
 

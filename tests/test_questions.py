@@ -145,6 +145,11 @@ def true_answer(q, w: Window) -> str | None:
         leaving = {o["direction"] for o in objs if _name(o) == d["entity"] and o["leave_s"] < o["scene_end_s"]}
         where = {"left": "to the left", "right": "to the right", "up": "upwards", "down": "downwards"}
         return letter(where[leaving.pop()]) if len(leaving) == 1 else None
+    if q.template == "still_there":
+        # on screen when the window ends: appeared before its last clip ends and leaves no earlier
+        end = w.clips[-1][2]
+        there = {o["appear_s"] < end and o["leave_s"] >= end for o in objs if _name(o) == d["entity"]}
+        return ("Yes" if there.pop() else "No") if len(there) == 1 else None
     raise AssertionError(f"no truth for template {q.template}")
 
 
@@ -511,3 +516,36 @@ def test_text_questions_from_the_signals_perception():
             assert first_shown[answer] == min(v for v in first_shown.values() if v > first_shown[x])
     assert {q.details["form"] for q in got} == {"first", "last", "after"}
     assert all('"text ' not in q.question and not any(t.startswith("text ") for t in option_texts(q.options)) for q in got)
+
+
+def _signals_graph(plan: list[list[str]]) -> dict:
+    """A window perceived from signals: per clip, where a face is seen (a still camera)."""
+    from curation.perception import perceive_signals
+
+    rows = [{"brightness": 90.0, "blur": 300.0, "motion": 0.5, "camera_direction": "static", "ocr_lines": [], "ocr_confidence": None,
+             "people": len(where), "faces": len(where), "people_positions": where, "face_positions": where, "dominant_colour": "grey"}
+            for where in plan]  # fmt: skip
+    facts = [ClipFacts(f"c{k}", 2.0 * k, perceive_signals(row, rows[k - 1] if k else None).facts) for k, row in enumerate(rows)]
+    entities, relations = merge_graph(facts)
+    return {"window_id": "still-w000", "clip_ids": [f"c{k}" for k in range(len(plan))], "entities": entities, "relations": relations}
+
+
+def test_still_there_from_the_signals_perception_asks_only_what_the_graph_is_sure_of():
+    """A still face over two clips (the carphone sample) gets "still on screen? Yes"; a person
+    who left before the last clip gets No; a face missed for one clip, or one that leaves in the
+    last clip, gets no question (the graph cannot tell a miss or a second person from a fact)."""
+    def asked(plan):
+        graph = _signals_graph(plan)
+        return graph, candidates(graph, "still-w000", templates=["still_there"]).get("still_there", [])
+
+    graph, [q] = asked([["centre"], ["centre"]])
+    assert (q.type, q.answer, q.evidence_clip_ids, q.evidence_span) == ("yes_no", "Yes", ["c0", "c1"], "current")
+    assert "person in the centre" in q.question
+    assert verify_template("still_there", _qa(q), {}, graph["entities"], None, graph["relations"], graph["clip_ids"]).passed is True
+    bad = verify_template("still_there", {**_qa(q), "answer": "No"}, {}, graph["entities"], None, graph["relations"], graph["clip_ids"])
+    assert bad.reason == "answer_disagrees_graph"
+
+    _, gone = asked([["left"], ["left"], [], []])
+    assert [(q.answer, q.evidence_clip_ids) for q in gone] == [("No", ["c2", "c3"])]
+    assert asked([["left"], [], ["left"]])[1] == []  # missed for a clip: not one unbroken sighting
+    assert asked([["left"], ["left"], []])[1] == []  # left in the last clip: no No from one clip

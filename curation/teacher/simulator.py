@@ -96,13 +96,16 @@ class CaptionFacts:
     first: dict[str, int] = field(default_factory=dict)  # name -> index of the first clip naming it
     moves: dict[str, set[str]] = field(default_factory=dict)  # name -> directions it moves in
     gone: dict[str, int] = field(default_factory=dict)  # name -> first clip where it disappears
+    last: dict[str, int] = field(default_factory=dict)  # name -> index of the last clip naming it
+    clips: int = 0
 
     @classmethod
     def of(cls, captions: list[str]) -> "CaptionFacts":
-        facts = cls()
+        facts = cls(clips=len(captions))
         for i, caption in enumerate(captions):
             for name in named_objects(caption):
                 facts.first.setdefault(name, i)
+                facts.last[name] = i
             for e in parse_events(caption):
                 if e.kind == "appear":
                     facts.moves.setdefault(e.name, set()).add(e.direction or "")
@@ -136,7 +139,7 @@ def solve(question: str, options: list[str] | None, clip_captions_in_order: list
 
     Reads the simulator's own question forms, the templates of curation/graph.py
     (count_entities, first_appearance, appeared_before) and those of curation/questions.py
-    (order, count_kind, attribute, action, where_went; not on-screen text). Answers: a letter for multiple choice
+    (order, count_kind, attribute, action, where_went, still_there; not on-screen text). Answers: a letter for multiple choice
     (options plain or "A. text"), a number string, or "Yes"/"No". An order between objects first
     named in the same clip is not known: None."""
     facts = CaptionFacts.of(clip_captions_in_order)
@@ -176,6 +179,9 @@ def solve(question: str, options: list[str] | None, clip_captions_in_order: list
             return LETTERS[hits[0]] if len(hits) == 1 else None
         return None
 
+    fields = templates.parse(templates.STILL_ON_SCREEN, question or "")
+    if fields:
+        return _still_there(facts, _key(fields["x"]))
     m = re.match(rf"^(?:was|did|is) (?:the |a |an )?(.+?) (?:seen |appear |show up |shown |come )?(before|earlier than|after|later than) (?:the |a |an )?(.+?)\s*\?*$", q)
     if m:
         x, y = facts.first.get(_key(m.group(1))), facts.first.get(_key(m.group(3)))
@@ -190,6 +196,17 @@ def solve(question: str, options: list[str] | None, clip_captions_in_order: list
 
 
 _NOT_A_TEMPLATE = object()
+
+
+def _still_there(facts: CaptionFacts, name: str) -> str | None:
+    """Yes: named in the last description and it does not say the thing left; No: a description
+    says it left and none names it after that; else None."""
+    if name not in facts.first:
+        return None
+    gone, last = facts.gone.get(name), facts.last[name]
+    if gone is None:
+        return "Yes" if last == facts.clips - 1 else None
+    return "No" if last <= gone else None
 
 
 def _one(opts: list[str], wanted: str | None) -> str | None:
