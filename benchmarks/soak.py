@@ -4,6 +4,7 @@ second per stage and the peak memory (RSS) of the whole process tree (run + work
     .venv/bin/python benchmarks/soak.py [--videos 250 1000] [--runners local ray] [--workers 2]
     .venv/bin/python benchmarks/soak.py --teacher [--latency 0.02]   # + perceive..think, check, export
     .venv/bin/python benchmarks/soak.py --s3                         # + the same runs into s3://
+    .venv/bin/python benchmarks/soak.py --hostile 25                 # + 25 VFR and 25 rotated videos
 
 Without --teacher: the stages of pipelines/recipes/demo.yaml as shipped. With --teacher: the
 teacher stages of demo.yaml plus check and export, against a local fake OpenAI-compatible
@@ -38,20 +39,31 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from curation.synthetic import write_synthetic_set  # noqa: E402
+from curation.synthetic import write_rotated, write_synthetic_set, write_vfr_video  # noqa: E402
 from pipelines.rundir import RunDir, run_location  # noqa: E402
 
 SOAK_DIR = ROOT / "data" / "soak"
 VIDEO_KW = dict(n_scenes=2, scene_s=(1.5, 2.5), fps=10, width=96, height=64, max_objects=2)
 
 
-def make_corpus(n: int, folder: Path = SOAK_DIR) -> Path:
-    """The first n soak videos (made when missing) and a manifest naming them."""
+def make_corpus(n: int, folder: Path = SOAK_DIR, hostile: int = 0) -> Path:
+    """The first n soak videos (made when missing) and a manifest naming them; with `hostile`,
+    also that many variable-frame-rate videos and that many rotated copies (phone-style)."""
     videos = write_synthetic_set(folder / "videos", count=n, seed=5, **VIDEO_KW)
-    manifest = folder / f"manifest-{n}.jsonl"
+    rows = [{"path": f"videos/{v.name}", "annotations_file": f"videos/{v.stem}.json"} for v in videos]
+    for k in range(hostile):
+        vfr = folder / "hostile" / f"vfr-{k:04d}.mp4"
+        rotated = folder / "hostile" / f"rotated-{k:04d}.mp4"
+        if not vfr.is_file():
+            vfr.parent.mkdir(parents=True, exist_ok=True)
+            write_vfr_video(vfr, ((5 + k % 4, 2.0 + k % 3, (230, 20, 20)), (30, 1.5, (20, 20, 230))), size=(96, 64))
+        if not rotated.is_file():
+            write_rotated(videos[k % len(videos)], rotated, (90, 180, 270)[k % 3])
+        rows += [{"path": f"hostile/{vfr.name}"}, {"path": f"hostile/{rotated.name}"}]
+    manifest = folder / f"manifest-{n}{f'-hostile{hostile}' if hostile else ''}.jsonl"
     with open(manifest, "w") as fh:
-        for v in videos:
-            fh.write(json.dumps({"path": f"videos/{v.name}", "annotations_file": f"videos/{v.stem}.json"}) + "\n")
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
     return manifest
 
 
@@ -108,11 +120,11 @@ class TreeMemory:
 
 
 def run_once(n: int, runner: str, workers: int, part_size: int, out: Path, teacher_url: str | None = None,
-             runs_root: str | None = None, env_extra: dict | None = None) -> dict:
-    manifest = make_corpus(n)
-    recipe = out / f"soak-{runner}-{n}.yaml"
+             runs_root: str | None = None, env_extra: dict | None = None, hostile: int = 0) -> dict:
+    manifest = make_corpus(n, hostile=hostile)
+    recipe = out / f"soak-{runner}-{n}{f'-h{hostile}' if hostile else ''}.yaml"
     recipe.write_text(yaml.safe_dump(soak_recipe(manifest, runner, workers, part_size, teacher_url), sort_keys=False))
-    run = f"soak-{runner}-{n}"
+    run = recipe.stem
     runs_root = runs_root or str(out / "runs")
     env = {**os.environ, **(env_extra or {}), "VSTW_HOME": str(ROOT), "VSTW_PROGRESS": "0"}
     start = time.perf_counter()
@@ -135,7 +147,20 @@ def run_once(n: int, runner: str, workers: int, part_size: int, out: Path, teach
         stages[entry["stage"]] = {"items": s.get("items"), "rows_ok": s.get("ok"), "rows_failed": s.get("failed"),
                                   "seconds": secs, "items_per_s": round(s["items"] / secs, 2) if secs else None}
     where = "s3" if runs_root.startswith("s3://") else "disk"
-    return {"videos": n, "runner": runner, "run_folder": where, "wall_s": round(wall, 1), "peak_rss_mb": round(mem.peak / 2**20), "stages": stages}
+    result = {"videos": n, "runner": runner, "run_folder": where, "wall_s": round(wall, 1), "peak_rss_mb": round(mem.peak / 2**20), "stages": stages}
+    if hostile:
+        result["hostile"] = hostile_outcome(run_dir)
+    return result
+
+
+def hostile_outcome(run_dir: RunDir) -> dict:
+    """How the VFR and rotated inputs fared: ok videos, VFR videos seen as VFR, rotated ones
+    used upright, and their ok clips."""
+    videos = [v for v in run_dir.read_rows("videos") if "/hostile/" in (v["source_path"] or v["path"])]
+    ok = {v["video_id"]: v for v in videos if v["status"] == "ok"}
+    clips = [c for c in run_dir.read_rows("clips") if c["video_id"] in ok and c["status"] == "ok"]
+    return {"inputs": len(videos), "ok": len(ok), "vfr_seen": sum(bool(v["variable_frame_rate"]) for v in ok.values()),
+            "upright_copies": sum(bool(v["source_path"]) for v in ok.values()), "clips_ok": len(clips)}
 
 
 def main() -> None:
@@ -149,6 +174,7 @@ def main() -> None:
     ap.add_argument("--teacher", action="store_true", help="also the teacher stages, check and export (fake local teacher)")
     ap.add_argument("--latency", type=float, default=0.02, help="--teacher: seconds per teacher request")
     ap.add_argument("--s3", action="store_true", help="also each run with its run folder on S3 (a local S3 API)")
+    ap.add_argument("--hostile", type=int, default=0, help="also this many VFR and this many rotated videos in each corpus")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -173,11 +199,15 @@ def main() -> None:
         for runner in args.runners:
             for n in args.videos:
                 for runs_root, env_extra in places:
-                    r = run_once(n, runner, args.workers, args.part_size, out, teacher_url, runs_root, env_extra)
+                    r = run_once(n, runner, args.workers, args.part_size, out, teacher_url, runs_root, env_extra, args.hostile)
                     results.append(r)
                     per_stage = ", ".join(f"{k} {v['items_per_s']}/s" for k, v in r["stages"].items())
                     print(f"{runner:>5} {r['run_folder']:>4} {n:>5} videos: wall {r['wall_s']:>7.1f} s, "
                           f"peak RSS {r['peak_rss_mb']:>5} MB, {per_stage}", flush=True)
+                    if "hostile" in r:
+                        h = r["hostile"]
+                        print(f"      hostile inputs: {h['inputs']} in, {h['ok']} ok, {h['vfr_seen']} timed as VFR, "
+                              f"{h['upright_copies']} used upright, {h['clips_ok']} clips ok", flush=True)
     print(f"\nmachine: {platform.platform()}, {os.cpu_count()} cores (shared), python {platform.python_version()}")
     print("| runner | run folder | videos | wall s | peak RSS MB (process tree) | " + " | ".join(f"{s} items/s" for s in results[0]["stages"]) + " |")
     print("| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in results[0]["stages"]) + " |")

@@ -40,6 +40,9 @@ VIDEOS = pa.schema(
         pa.field("width", pa.int64()),
         pa.field("height", pa.int64()),
         pa.field("codec", pa.string()),
+        pa.field("variable_frame_rate", pa.bool_()),  # frame times are not i / fps (curation/video/clock.py)
+        pa.field("rotation", pa.int64()),  # degrees of the source's display matrix; path is upright
+        pa.field("source_path", pa.string()),  # the input file when `path` is its upright copy
         pa.field("metadata_json", pa.string()),
         pa.field("annotations", pa.list_(ANNOTATION)),
         *COMMON,

@@ -4,25 +4,120 @@
 
 - local disk: temp file in the same folder + rename (a reader never sees half a file);
 - object store: one PUT of the whole object (it appears whole or not at all).
+
+A temp file is named `.tmp-<pid>-<host>-<random>` after the process writing it, so that cleanup
+(`is_stale_temp`) removes only the files of writers that are gone, never a live writer's. It is
+created with mode 0666 minus the user's umask, as `open()` would: 0644 under umask 022, so a
+team can read a shared export (mkstemp's 0600 would keep everyone else out).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
-import tempfile
+import re
+import secrets
+import shutil
+import socket
+import time
 from pathlib import Path
 
 import pyarrow.fs as pafs
+
+TEMP_PREFIX = ".tmp-"
+_TEMP_OWNER = re.compile(r"\.tmp-(\d+)-([0-9a-f]{8})-")
+# another host's writer cannot be asked whether it is alive; no atomic write takes this long
+FOREIGN_TEMP_MAX_AGE_S = 24 * 3600
 
 
 def is_local(fs: pafs.FileSystem) -> bool:
     return isinstance(fs, pafs.LocalFileSystem)
 
 
+def host_tag(host: str | None = None) -> str:
+    """8 hex characters for a host name: safe in a file name, whatever the name holds."""
+    return hashlib.sha1((host or socket.gethostname()).encode()).hexdigest()[:8]
+
+
+def temp_name(suffix: str = "") -> str:
+    return f"{TEMP_PREFIX}{os.getpid()}-{host_tag()}-{secrets.token_hex(4)}{suffix}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with this pid is running (a zombie, killed but not yet
+    reaped by its parent, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(0) is all there is
+
+
+def is_stale_temp(name: str, mtime_s: float | None = None) -> bool:
+    """Whether a `.tmp-*` file (its base name) is left by a writer that is gone: a process of this
+    host that is not running (or this process: nothing of ours is in flight while cleanup runs),
+    another host's file older than a day, or a name without an owner (written before temp names
+    carried one)."""
+    if not name.startswith(TEMP_PREFIX):
+        return False
+    owner = _TEMP_OWNER.match(name)
+    if owner is None:
+        return True
+    pid, host = int(owner.group(1)), owner.group(2)
+    if host != host_tag():
+        return mtime_s is not None and time.time() - mtime_s > FOREIGN_TEMP_MAX_AGE_S
+    return pid == os.getpid() or not pid_alive(pid)
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """The temp files and folders gone writers left in a local folder; a live writer's stay."""
+    if not folder.is_dir():
+        return
+    for path in folder.glob(f"{TEMP_PREFIX}*"):
+        try:
+            if not is_stale_temp(path.name, path.lstat().st_mtime):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:  # another cleaner was first
+            pass
+
+
+def _create_temp(folder: Path, suffix: str) -> tuple[int, Path]:
+    # O_EXCL: never two writers in one file; 0o666: the kernel applies the umask, as open() does
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = folder / temp_name(suffix)
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def make_temp_dir(parent: Path, suffix: str = "") -> Path:
+    """A new folder named like a temp file, mode 0777 minus the umask (mkdtemp's is 0700)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = parent / temp_name(suffix)
+        try:
+            tmp.mkdir(0o777)
+            return tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    fd, tmp = _create_temp(path.parent, path.suffix)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -30,7 +125,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

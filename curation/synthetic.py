@@ -250,3 +250,45 @@ def write_synthetic_set(folder: Path, count: int = 4, seed: int = 7, **script_kw
             truth.write_text(json.dumps(ground_truth(script), indent=2) + "\n")
         paths.append(video)
     return paths
+
+
+# ---- real-world oddities: variable frame rate, rotation ------------------------------------------
+def write_vfr_video(path: Path, pieces=((5, 10.0, (230, 20, 20)), (30, 5.0, (20, 20, 230))), size: tuple[int, int] = (160, 120)) -> list[float]:
+    """A variable-frame-rate MP4 as a phone writes one: each piece (fps, seconds, RGB colour) is a
+    scene at its own rate, every frame with its own timestamp (a bar moves across). Returns the
+    times the scenes start: the real cuts."""
+    import fractions
+
+    import av
+
+    width, height = size
+    starts, times, colours, t0 = [], [], [], 0.0
+    for fps, seconds, rgb in pieces:
+        starts.append(round(t0, 6))
+        count = int(round(fps * seconds))
+        times += [t0 + i / fps for i in range(count)]
+        colours += [rgb] * count
+        t0 += count / fps
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = fractions.Fraction(1, 15360)
+        for t, rgb in zip(times, colours):
+            image = np.empty((height, width, 3), np.uint8)
+            image[:] = rgb
+            x = int(t * width / 20) % max(1, width * 3 // 4)
+            image[height // 3 : 2 * height // 3, x : x + width // 5] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = int(round(t * 15360)), stream.time_base
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return starts
+
+
+def write_rotated(src: Path, dst: Path, degrees: int = 90) -> Path:
+    """A copy of `src` whose display matrix turns it `degrees` (the stream itself unchanged)."""
+    subprocess.run([shutil.which("ffmpeg") or "ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(src), "-c", "copy",
+                    "-metadata:s:v:0", f"rotate={degrees}", str(dst)], check=True)  # fmt: skip
+    return dst

@@ -9,8 +9,11 @@ typo never hides the good rows.
 from __future__ import annotations
 
 import csv
+import errno
 import glob as globlib
 import json
+import os
+import stat
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -44,9 +47,41 @@ class ManifestRow(BaseModel):
     annotations_file: str | None = None  # a JSON file with {"events": [...]} (e.g. synthetic ground truth)
 
 
-def _resolve(path: str, base: Path) -> Path:
+def _joined(path: str, base: Path) -> Path:
     p = Path(path).expanduser()
-    return (p if p.is_absolute() else base / p).resolve()
+    return p if p.is_absolute() else base / p
+
+
+def _resolve(path: str, base: Path) -> Path:
+    # os.path.realpath, not Path.resolve: on a symlink loop resolve raises RuntimeError (3.11),
+    # realpath returns the path and the regular-file check below names the loop.
+    return Path(os.path.realpath(_joined(path, base)))
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))  # fmt: skip
+
+
+def file_problem(given: str, path: Path, unresolved: Path | None = None) -> tuple[str, str] | None:
+    """(reason, message) when `path` is not a regular file that can be read, else None. Nothing
+    is opened: a FIFO would block the run forever. The message names what the user wrote
+    (`given`; `unresolved`: it joined to its base, to tell a dangling link)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if unresolved is not None and os.path.islink(unresolved):
+            return "missing", f"{given}: a symbolic link to a file that does not exist"
+        return "missing", f"{given}: no such file"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symlink_loop", f"{given}: a loop of symbolic links (it never reaches a file)"
+        return "missing", f"{str(given)[:300]}: cannot be read ({err.strerror or err})"
+    except ValueError as err:  # an embedded NUL byte
+        return "missing", f"{given!r:.300}: cannot be read ({err})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return "not_a_file", f"{given}: {kind}, not a regular file"
 
 
 def _inside(path: Path, roots: list[Path]) -> bool:
@@ -105,15 +140,19 @@ def list_inputs(recipe: Recipe, project_root: Path) -> list[dict]:
         if spec.glob is not None:
             pattern = str(_resolve(spec.glob, project_root))
             for path in sorted(globlib.glob(pattern, recursive=True)):
-                resolved = Path(path).resolve()
+                resolved = _resolve(path, project_root)
+                problem = file_problem(path, resolved, Path(path))
                 if not _inside(resolved, roots):
-                    add(path=str(resolved), input_error=("outside_allowed_roots", f"{resolved} is outside the allowed roots {[str(r) for r in roots]}"))
+                    add(path=str(resolved), input_error=("outside_allowed_roots", f"{path} is outside the allowed roots {[str(r) for r in roots]}"))
+                elif problem is not None:
+                    add(path=str(resolved), input_error=problem)
                 else:
                     add(path=str(resolved))
             continue
         manifest = _resolve(spec.manifest, project_root)
-        if not manifest.is_file():
-            add(path=str(manifest), input_error=("missing", f"manifest {manifest} does not exist"))
+        problem = file_problem(spec.manifest, manifest, _joined(spec.manifest, project_root))
+        if problem is not None:
+            add(path=str(manifest), input_error=(problem[0], f"manifest {problem[1]}"))
             continue
         for line, raw, error in _manifest_rows(manifest):
             where = f"{manifest.name} line {line}"
@@ -133,7 +172,11 @@ def list_inputs(recipe: Recipe, project_root: Path) -> list[dict]:
                 add(path=repr(row.path)[:300], source_id=row.id, input_error=("bad_manifest_row", f"{where}: path: {err}"))
                 continue
             if not _inside(path, roots):
-                add(path=str(path), source_id=row.id, input_error=("outside_allowed_roots", f"{where}: {path} is outside the allowed roots"))
+                add(path=str(path), source_id=row.id, input_error=("outside_allowed_roots", f"{where}: {row.path} is outside the allowed roots"))
+                continue
+            problem = file_problem(row.path, path, _joined(row.path, manifest.parent))
+            if problem is not None:
+                add(path=str(path), source_id=row.id, input_error=(problem[0], f"{where}: {problem[1]}"))
                 continue
             annotations = [a.model_dump() for a in row.annotations]
             if row.annotations_file:
@@ -144,14 +187,18 @@ def list_inputs(recipe: Recipe, project_root: Path) -> list[dict]:
                     continue
                 if not _inside(ann_path, roots):  # never read a file the recipe does not allow
                     add(path=str(path), source_id=row.id,
-                        input_error=("outside_allowed_roots", f"{where}: annotations_file {ann_path} is outside the allowed roots"))
+                        input_error=("outside_allowed_roots", f"{where}: annotations_file {row.annotations_file} is outside the allowed roots"))
+                    continue
+                problem = file_problem(row.annotations_file, ann_path, _joined(row.annotations_file, manifest.parent))
+                if problem is not None:
+                    add(path=str(path), source_id=row.id, input_error=("bad_manifest_row", f"{where}: annotations_file {problem[1]}"))
                     continue
                 try:
                     events = json.loads(ann_path.read_text())
                     events = events.get("events", []) if isinstance(events, dict) else events
                     annotations += [Annotation.model_validate(e).model_dump() for e in events]
                 except (OSError, ValueError) as err:
-                    add(path=str(path), source_id=row.id, input_error=("bad_manifest_row", f"{where}: annotations_file {ann_path}: {err}"))
+                    add(path=str(path), source_id=row.id, input_error=("bad_manifest_row", f"{where}: annotations_file {row.annotations_file}: {err}"))
                     continue
             add(
                 path=str(path),

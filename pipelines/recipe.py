@@ -10,12 +10,16 @@ field's path and what is allowed, e.g.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from curation.credentials import URL_CREDENTIALS_ERROR, refuse_url_credentials
 from curation.teacher.config import TeacherConfig
 from pipelines.stages import REGISTRY
 
@@ -60,6 +64,11 @@ class RunnerSpec(Strict):
     resources: dict[str, StageResources] = Field(default_factory=dict)  # ray only: per stage name
     object_store_mb: int | None = Field(None, ge=64)  # ray only, local Ray: object store size
 
+    @field_validator("address")
+    @classmethod
+    def _no_credentials_in_address(cls, value: str | None) -> str | None:
+        return value if value is None else refuse_url_credentials(value, "give them through the environment, never in the address")
+
     @model_validator(mode="after")
     def _ray_options(self):
         if self.kind != "ray":
@@ -78,6 +87,9 @@ def _stage_union():
 
 
 class Recipe(Strict):
+    # pydantic's own error text (a traceback, a log) never prints a value: it may be a secret URL
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
     name: str = Field(..., min_length=1)
     description: str = ""
     inputs: list[InputSpec] = Field(..., min_length=1)
@@ -87,6 +99,14 @@ class Recipe(Strict):
     stages: list[_stage_union()] = Field(..., min_length=1)  # type: ignore[valid-type]
     teacher: TeacherConfig | None = None  # endpoints, limits, budget, prices, cache (docs/teacher.md)
 
+    @field_validator("stages")
+    @classmethod
+    def _stages_in_order(cls, stages: list) -> list:
+        problems = [line for i, params in enumerate(stages) for line in _made_too_late(stages, i)]
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return stages
+
     @model_validator(mode="after")
     def _stages_once(self):
         names = [s.stage for s in self.stages]
@@ -94,6 +114,21 @@ class Recipe(Strict):
         if dupes:
             raise ValueError(f"stage(s) listed twice: {', '.join(dupes)}")
         return self
+
+
+def _made_too_late(stages: list, i: int) -> list[str]:
+    """A stage that reads a table which a later stage of the recipe makes would run without it
+    (and mark its output complete, for good): one message per such table."""
+    stage = REGISTRY[stages[i].stage]
+    made_at = {REGISTRY[p.stage].output_table: j for j, p in enumerate(stages)}
+    out = []
+    for table in dict.fromkeys([*stage.needs(stages[i]), *stage.reads_if_present]):
+        j = made_at.get(table, -1)
+        if j > i:
+            maker = stages[j].stage
+            out.append(f"{stage.name} (stages[{i}]) reads table {table!r}, which {maker} makes, but {maker} comes after it "
+                       f"(stages[{j}]): put {maker} before {stage.name}")
+    return out
 
 
 def _describe(recipe_data: Any, loc: tuple) -> str:
@@ -146,9 +181,85 @@ def format_errors(err: ValidationError, data: Any) -> list[str]:
             lines.append(f"{where}: {e['input']!r} is not allowed; allowed values: {allowed}")
         else:
             msg = e["msg"].replace("Input should be", "must be").replace("Value error, ", "")
-            got = f" (got {e['input']!r})" if e["type"] != "missing" and not isinstance(e.get("input"), (dict, list)) else ""
+            # a URL with a credential is never echoed: the message goes to the terminal and logs
+            echo = e["type"] not in ("missing", URL_CREDENTIALS_ERROR) and not isinstance(e.get("input"), (dict, list))
+            got = f" (got {e['input']!r})" if echo else ""
             lines.append(f"{where}: {msg}{got}")
     return lines
+
+
+# ---- the recipe as the run folder keeps it ------------------------------------------------------------
+OUTSIDE = "<outside the project>"
+
+
+def portable_recipe(data: dict, project_root: Path) -> dict:
+    """The resolved recipe (`Recipe.model_dump(mode="json")`) as recipe.yaml and the dataset card
+    hold it: a run folder and a dataset are shared, so they name no folder of this machine. An
+    absolute path inside the project becomes relative to it (as the recipe's own relative paths
+    are); one inside an allowed root outside the project becomes `<allowed_roots[i]>/...`, that
+    root `<outside the project>`; any other keeps its last component. What was shortened is
+    still told apart on resume by `recipe_fingerprint`."""
+    out = json.loads(json.dumps(data))
+    roots = [_outside_root(r, project_root) for r in data.get("allowed_roots") or []]
+    for holder, key in _path_fields(out):
+        holder[key] = _portable_path(holder[key], project_root, roots)
+    out["allowed_roots"] = [OUTSIDE if root is not None else kept for root, kept in zip(roots, out.get("allowed_roots") or [])]
+    return out
+
+
+def recipe_fingerprint(data: dict) -> str:
+    """Identifies the recipe as given, absolute paths included (recipe.yaml keeps only this digest of them)."""
+    return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _path_fields(data: dict):
+    """(container, key) of every local path in a dumped recipe."""
+    for spec in data.get("inputs") or []:
+        yield from ((spec, k) for k in ("glob", "manifest") if isinstance(spec.get(k), str))
+    roots = data.get("allowed_roots") or []
+    yield from ((roots, i) for i in range(len(roots)))
+    teacher = data.get("teacher") or {}
+    if isinstance(teacher.get("cache_dir"), str):
+        yield teacher, "cache_dir"
+    for stage in data.get("stages") or []:
+        model = REGISTRY[stage["stage"]].params_model if stage.get("stage") in REGISTRY else None
+        yield from ((stage, k) for k in (model.path_fields if model else ()) if isinstance(stage.get(k), str))
+
+
+def _outside_root(root: str, project_root: Path) -> Path | None:
+    """An allowed root given as an absolute path outside the project (None for any other)."""
+    path = Path(root)
+    return path if path.is_absolute() and _relative(path, project_root) is None else None
+
+
+def _portable_path(value: str, project_root: Path, outside_roots: list[Path | None]) -> str:
+    path = Path(value)
+    if not path.is_absolute():
+        return value  # relative to the project already (or ~: the user's home, on any machine)
+    inside = _relative(path, project_root)
+    if inside is not None:
+        return inside
+    for i, root in enumerate(outside_roots):
+        rel = _relative(path, root) if root is not None else None
+        if rel is not None:
+            return f"<allowed_roots[{i}]>" + ("" if rel == "." else "/" + rel)
+    return f"{OUTSIDE}/{path.name}" if path.name else OUTSIDE
+
+
+def _relative(path: Path, base: Path) -> str | None:
+    """`path` relative to `base` (POSIX, "." for base itself), by its text or once links are
+    resolved; None when it is not inside. Glob characters stay as they are."""
+    for p, b in ((Path(os.path.normpath(path)), Path(os.path.normpath(base))), (_resolved(path), _resolved(base))):
+        if p == b or b in p.parents:
+            return p.relative_to(b).as_posix()
+    return None
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop: only the text is compared
+        return path
 
 
 def parse_recipe(data: Any, source: str = "recipe") -> Recipe:

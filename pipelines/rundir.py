@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+import re
 import shutil
 from functools import lru_cache
 from pathlib import Path
@@ -31,12 +32,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from curation.credentials import url_credentials
 from curation.schemas import TABLES
-from curation.storage import atomic_write_bytes, ensure_parent, is_local, list_files, read_file, write_file
-
-
-# pyarrow's S3 URIs may carry credentials as query parameters: refused like user:password@
-CREDENTIAL_PARAMETERS = ("access_key", "secret_key", "session_token")
+from curation.storage import atomic_write_bytes, ensure_parent, is_local, is_stale_temp, list_files, read_file, write_file
 
 
 def is_uri(location: str | Path) -> bool:
@@ -48,10 +46,10 @@ def filesystem_for(location: str | Path) -> tuple[pafs.FileSystem, str]:
     text = str(location)
     if not is_uri(text):
         return pafs.LocalFileSystem(), str(Path(text).expanduser().absolute())
-    if urlsplit(text).password or any(f"{name}=" in text.lower() for name in CREDENTIAL_PARAMETERS):
-        # the run's URI is printed, logged and stored in the run: no place for a secret
-        raise ValueError(f"{urlsplit(text).scheme}:// URI with credentials in it: give them in the environment "
-                         "(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), never in the run's address")
+    found = url_credentials(text)
+    if found:  # named, never echoed: the message is printed
+        raise ValueError(f"{urlsplit(text).scheme}:// URI with credentials in it ({'; '.join(found)}): give them in the "
+                         "environment (e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), never in the run's address")
     return _remote_filesystem(text)
 
 
@@ -194,10 +192,15 @@ class RunDir:
         stale = sorted(self.existing_parts(table) - keep)
         for part in stale:
             self.delete(f"{table}/{part}.parquet")
-        # a local write killed half-way leaves its temp file: never read as data, but not kept
-        for path in self.files(table):
-            if posixpath.basename(path).startswith(".tmp-"):
-                self.fs.delete_file(path)
+        # A local write killed half-way leaves its temp file: never read as data, but not kept.
+        # Only a gone writer's: another live process may be about to rename its own into place.
+        for info in list_files(self.fs, self.path(table)):
+            mtime = info.mtime.timestamp() if info.mtime is not None else None
+            if is_stale_temp(posixpath.basename(info.path), mtime):
+                try:
+                    self.fs.delete_file(info.path)
+                except FileNotFoundError:  # another cleaner was first
+                    pass
         return stale
 
     # ---- markers ------------------------------------------------------------------------
@@ -286,7 +289,45 @@ def _is_part(path: str) -> bool:
     return name.startswith("part-") and name.endswith(".parquet")
 
 
+# A run name is one folder inside the runs root: '../x', 'a/b' or '/abs' would put a run (and
+# everything a later `vstw run` deletes as stale in it) outside. It is also a file name on every
+# store and the `run` column of every table.
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class RunNameError(ValueError):
+    """A run name that is not a single safe folder name; the message is meant for the user."""
+
+
+def check_run_name(name: str) -> str:
+    """`name` if it is a valid run name, else RunNameError saying what is wrong with it."""
+    if isinstance(name, str) and RUN_NAME.fullmatch(name):
+        return name
+    raise RunNameError(f"run name {name!r} is not allowed ({_run_name_problem(name)}): a run name is one folder name inside "
+                       "the runs root, 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. demo-2)")
+
+
+def _run_name_problem(name) -> str:
+    if not isinstance(name, str) or not name:
+        return "it is empty"
+    if name in (".", ".."):
+        return "it means the runs root itself" if name == "." else "it means the folder above the runs root"
+    if "/" in name or "\\" in name:
+        return "it is a path, not a name"
+    if len(name) > 128:
+        return f"it has {len(name)} characters"
+    bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "._-"))})
+    return f"it has {', '.join(map(repr, bad))} in it" if bad else "it starts with a '.', '_' or '-'"
+
+
+def safe_run_name(text: str) -> str:
+    """A valid run name made from free text (a recipe's name), for default run names."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip("._-")[:100].rstrip("-")
+    return slug or "run"
+
+
 def run_location(runs_root: Path | str, run_name: str) -> str:
-    """<runs_root>/<run_name>, for a local folder or a URI."""
+    """<runs_root>/<run_name>, for a local folder or a URI; refuses a run name that is a path."""
+    check_run_name(run_name)
     root = str(runs_root).rstrip("/")
     return f"{root}/{run_name}" if is_uri(root) else str(Path(root) / run_name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,6 +19,9 @@ class StageParams(BaseModel):
     """Base of every stage's parameters: unknown keys are refused (typos must not pass)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Fields holding a local path: recipe.yaml and the dataset card write them relative to the
+    # project (pipelines/recipe.py portable_recipe), never as this machine's absolute path.
+    path_fields: ClassVar[tuple[str, ...]] = ()
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,14 @@ class Stage:
     params_model: type[StageParams]
     key: str  # id column of the input records: parts are made from it
     input_table: str | None = None  # None: the stage reads the recipe's inputs (ingest)
+    # The other tables the stage reads whole and cannot do without (a recipe must make them before it).
+    reads: tuple[str, ...] = ()
+    # Tables read when the run has them: a recipe that makes one only after the stage is refused,
+    # since the stage would silently run without it.
+    reads_if_present: tuple[str, ...] = ()
+    # Tables that only some parameter values need: table -> why (export: the verdicts of the checks
+    # it requires), for the message that refuses a recipe without them.
+    reads_for: Callable[[StageParams], dict[str, str]] | None = None
     kind: Literal["cpu", "io"] = "cpu"  # cpu: processes; io: threads
     # Builds the output row recorded for an input item whose processing crashed the worker.
     failed_row: Callable[[dict, str, str], dict] | None = None
@@ -54,6 +65,15 @@ class Stage:
     load_inputs: Callable[["object", StageParams], list[dict]] | None = None
     # "module:attribute" of a stage that is not in the registry (worker processes import it).
     ref: str | None = None
+
+    def required_tables(self) -> tuple[str, ...]:
+        """The tables that must exist before the stage runs, whatever its parameters."""
+        return tuple(t for t in (self.input_table, *self.reads) if t)
+
+    def needs(self, params: StageParams) -> dict[str, str]:
+        """table -> why (or ""), for every table the stage cannot run without under `params`."""
+        out = dict.fromkeys(self.required_tables(), "")
+        return out | (self.reads_for(params) if self.reads_for is not None else {})
 
 
 def failed(reason: str, error: str, **fields) -> dict:

@@ -4,7 +4,6 @@ Ray run resumes without duplicates. One local Ray (2 CPUs, no dashboard) serves 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -242,35 +241,3 @@ def test_teacher_stages_give_identical_tables_under_ray(ray_session, samples, tm
     # (in parallel actors under Ray): compare the calls, not where the cache answered them.
     usage = lambda d: sorted((r["stage"], r["status"]) for r in d.read_rows("teacher_usage"))  # noqa: E731
     assert usage(a) == usage(b)
-
-
-# ---- a local Ray listens on loopback only ------------------------------------------------------
-LISTENERS = """
-import json, os, psutil
-from pipelines.runners.ray_runner import RayRunner
-runner = RayRunner(workers=1, progress=False)
-runner.connect()
-import ray, ray.data
-assert ray.data.range(8).map_batches(lambda b: {"id": b["id"] + 1}).sum("id") == 36  # workers started
-me = psutil.Process(os.getpid())
-found = []
-for proc in [me, *me.children(recursive=True)]:
-    try:
-        found += [[proc.name(), c.laddr.ip, c.laddr.port] for c in proc.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
-    except psutil.NoSuchProcess:
-        pass
-runner.close()
-print(json.dumps(found))
-"""
-
-
-def test_local_ray_servers_listen_on_loopback_only(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ADDRESS", None)
-    result = subprocess.run([sys.executable, "-c", LISTENERS], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    listeners = json.loads(result.stdout.strip().splitlines()[-1])
-    names = {name for name, _, _ in listeners}
-    assert any("gcs_server" in n for n in names) and any("raylet" in n for n in names), names  # Ray's servers were seen
-    exposed = [entry for entry in listeners if entry[1] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
-    assert not exposed, f"listening beyond loopback: {exposed}"

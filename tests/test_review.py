@@ -8,10 +8,7 @@ thought in another, reject the third), pull, apply the reviews: exactly that com
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
-import sys
 
 import httpx
 import pytest
@@ -31,32 +28,6 @@ from pipelines.rundir import RunDir
 DOCUMENT_ROOT = REPO / "data"
 
 
-def vstw(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture(scope="session")
-def ls_starting(tmp_path_factory):
-    """`vstw review serve` launched in the background: Label Studio's first start (migrations)
-    takes long on a busy machine, so the demo run is made meanwhile."""
-    project = tmp_path_factory.mktemp("ls-project")
-    (project / "data").mkdir()
-    env = {**os.environ, "VSTW_HOME": str(project), "VSTW_PROGRESS": "0"}
-    env.pop("VSTW_LS_TOKEN", None)
-    port = server.free_port()
-    log = open(project / "serve.out", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "review", "serve", "--port", str(port), "--document-root", str(DOCUMENT_ROOT)],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-    )
-    yield {"proc": proc, "project": project, "env": env, "port": port, "log": log}
-    # Whatever happened above, leave no server behind (a no-op once `ls` stopped it).
-    if proc.poll() is None:
-        proc.wait(timeout=900)
-    server.stop(server.home_dir(project))
-    log.close()
-
-
 @pytest.fixture(scope="session")
 def run_dir(ls_starting, tmp_path_factory) -> RunDir:
     run = make_demo_run(tmp_path_factory.mktemp("runs"), "review")
@@ -65,21 +36,10 @@ def run_dir(ls_starting, tmp_path_factory) -> RunDir:
 
 
 @pytest.fixture(scope="session")
-def ls(ls_starting, run_dir):
-    """A real Label Studio on a free port, started with `vstw review serve`, stopped with --stop
-    (`serve` creates .venv-ls first when it is missing: a few minutes, once per machine)."""
-    proc, env, port = ls_starting["proc"], ls_starting["env"], ls_starting["port"]
-    home = server.home_dir(ls_starting["project"])
-    code = proc.wait(timeout=900)
-    ls_starting["log"].seek(0)
-    assert code == 0, ls_starting["log"].read() + server._log_tail(home / "label-studio.log", 40)
-    info = server.status(home)
-    assert info is not None and info.port == port and info.url == f"http://127.0.0.1:{port}"
-    yield {"home": home, "info": info, "creds": server.load_credentials(home), "env": env}
-    stopped = vstw("review", "serve", "--stop", env=env)
-    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stdout + stopped.stderr
-    assert not server._alive(info.pid)
-    assert server.status(home) is None
+def ls(run_dir, label_studio):
+    """The session's Label Studio (tests/conftest.py), once the demo run made while it started
+    is there (fixtures are set up in the order named)."""
+    return label_studio
 
 
 @pytest.fixture(scope="module")

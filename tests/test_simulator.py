@@ -375,7 +375,7 @@ def test_the_real_client_gets_faithful_replies_and_a_repaired_mistake(tmp_path):
 
 
 # ---- vstw teacher simulate ----------------------------------------------------------------------------
-def test_cli_starts_a_background_simulator_on_localhost_only_and_stops_it(tmp_path, monkeypatch):
+def test_cli_starts_a_background_simulator_and_stops_it(tmp_path, monkeypatch):
     from pipelines.cli import app
     from pipelines.teacher_sim import read_simulator_state
 
@@ -388,8 +388,6 @@ def test_cli_starts_a_background_simulator_on_localhost_only_and_stops_it(tmp_pa
     info = read_simulator_state(tmp_path)
     try:
         assert info is not None and info.base_url in started.output
-        listening = [c for c in psutil.Process(info.pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
-        assert [(c.laddr.ip, c.laddr.port) for c in listening] == [("127.0.0.1", info.port)]
         window = window_of("cli", HAND)
         window["graph"] = build_graph(TeacherSimulator(), window)
         call, _ = thought_call(window, 0, [], ThinkParams())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.video.segment import VST_FPS, VST_MAX_FRAMES, decord_frame_times, vst_window_frames
+from curation.video.segment import VST_FPS, VST_MAX_FRAMES, vst_window_frames
 
 IGNORE_INDEX = -100
 
@@ -51,12 +51,6 @@ class RenderedConversation:
         return int((self.labels != IGNORE_INDEX).sum())
 
 
-def window_source_indices(vs: float, ve: float, src_fps: float, src_frames: int, max_frames: int = VST_MAX_FRAMES) -> list[int]:
-    """Source frame index of each of the window's N frames, picked by decord's frame timestamps
-    exactly as VST's loader picks them (curation.video.segment.vst_window_frames)."""
-    return vst_window_frames(vs, ve, decord_frame_times(src_fps, src_frames), max_frames)
-
-
 def clip_slice(n: int, vs: float, ve: float, s: float, e: float) -> tuple[int, int]:
     return int(n * (s - vs) / (ve - vs)), int(n * (e - vs) / (ve - vs))
 
@@ -69,12 +63,10 @@ def resolve_video(video: str, video_root: Path | str | None) -> Path:
 
 
 def decode_window(path: Path, vs: float, ve: float, max_frames: int, frame_width: int) -> np.ndarray:
-    from curation.video.decode import read_frames, open_reader
+    from curation.video.clock import FrameClock
+    from curation.video.decode import read_frames
 
-    reader = open_reader(path)
-    src_fps, src_frames = float(reader.get_avg_fps()), len(reader)
-    del reader
-    indices = window_source_indices(vs, ve, src_fps, src_frames, max_frames)
+    indices = vst_window_frames(vs, ve, FrameClock.of_path(path).ends, max_frames)
     return read_frames(path, indices, target_width=frame_width)
 
 

@@ -100,12 +100,11 @@ class Report:
 
 @lru_cache(maxsize=4096)
 def video_duration(path: str) -> float | None:
-    """The real length of a video (frames / fps, as decord decodes it), or None if unreadable."""
-    from curation.video.decode import open_reader
+    """The real length of a video (where its last frame ends, as decord times it), or None if unreadable."""
+    from curation.video.clock import FrameClock
 
     try:
-        reader = open_reader(path)
-        return len(reader) / float(reader.get_avg_fps())
+        return FrameClock.of_path(path).duration_s
     except Exception:
         return None
 

@@ -134,14 +134,12 @@ def resolve_video(path: str, roots: list[Path]) -> Path:
 
 def clip_frames(video_path: Path, vs: float, ve: float, spans: list[tuple[float, float]], frame_width: int = 0) -> list[np.ndarray]:
     """The 2 fps frames of each clip span, exactly the slices VST's loader takes."""
-    from curation.video.decode import open_reader
+    from curation.video.clock import FrameClock
 
-    reader = open_reader(video_path)
-    fps, count = float(reader.get_avg_fps()), len(reader)
-    del reader
-    if vs >= count / fps:
-        raise RecordError("sft_bad_record", f"video_start {vs} is past the end of {video_path} ({count / fps:.2f} s)")
-    per_clip = [vst_frame_indices(vs, ve, s, e, fps, count) for s, e in spans]
+    clock = FrameClock.of_path(video_path)
+    if vs >= clock.duration_s:
+        raise RecordError("sft_bad_record", f"video_start {vs} is past the end of {video_path} ({clock.duration_s:.2f} s)")
+    per_clip = [vst_frame_indices(vs, ve, s, e, clock.fps, clock.frame_count, frame_times=clock.ends) for s, e in spans]
     wanted = sorted({i for idx in per_clip for i in idx})
     if not wanted:
         return []

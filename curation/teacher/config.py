@@ -17,7 +17,9 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from curation.credentials import refuse_url_credentials
 
 # `embedded` means: the llama.cpp server started by `vstw teacher serve` (its URL is looked up
 # at run time, so the recipe stays the same whatever port it got).
@@ -40,6 +42,12 @@ class EndpointConfig(_Strict):
     # {"type": "json_object", "schema": ...}; text: the schema is only described in the prompt.
     structured_output: StructuredOutput = "json_schema"
     strict: bool = Field(False, description="OpenAI strict structured outputs (json_schema only)")
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str) -> str:
+        return refuse_url_credentials(value, "give the key through the environment: set api_key_env to the NAME of the "
+                                             "variable that holds it (e.g. api_key_env: OPENAI_API_KEY)")
 
     @model_validator(mode="before")
     @classmethod
@@ -65,6 +73,9 @@ class Budget(_Strict):
 
 
 class TeacherConfig(_Strict):
+    # pydantic's own error text (a traceback, a log) never prints a value: it may be a secret URL
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     text: EndpointConfig
     vision: EndpointConfig | None = None
     concurrency: int = Field(4, ge=1, le=1024, description="requests in flight at once, over the whole process")

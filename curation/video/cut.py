@@ -4,13 +4,13 @@ VST's RL trainer opens `video_context` and shows the model the WHOLE file, with
 `extra_info.duration` as its length; a question made from one window ("...in the video so far?")
 is only right for that window. So a window that is not the whole video becomes a file of its own.
 
-The cut holds exactly the source frames [first, last) that the workbench's decoder (decord,
-frame index / average fps) puts in the window: `first = round(start_s * fps)`,
-`last = round(end_s * fps)`. ffmpeg seeks to half a frame before `first` (so rounding in the
-timestamps can neither lose that frame nor keep the one before) and keeps `last - first` frames;
-the video is re-encoded (a stream copy can only start at a keyframe). The frame count of
-the result is checked, and its duration is probed the way every other stage measures a video
-(frames / fps with decord). Audio is dropped: VST's models do not read it.
+The cut holds exactly the source frames [first, last) that the workbench's clock
+(curation/video/clock.py: the frames' own timestamps) puts in the window: the first frames
+starting at or after start_s and end_s. ffmpeg seeks to half a frame before `first` (so rounding
+in the timestamps can neither lose that frame nor keep the one before) and keeps `last - first`
+frames with their own timestamps; the video is re-encoded (a stream copy can only start at a
+keyframe). The frame count of the result is checked, and its duration is probed the way every
+other stage measures a video (FrameClock). Audio is dropped: VST's models do not read it.
 
 The window is recorded in the file's `comment` tag: a second call with the same source and window
 finds it and does not encode again (idempotent exports); any other file at `dst` is replaced.
@@ -32,11 +32,9 @@ class CutError(RuntimeError):
     """A window that could not be cut (the message names the source, the window and why)."""
 
 
-def frame_span(start_s: float, end_s: float, fps: float, frame_count: int) -> tuple[int, int]:
+def frame_span(start_s: float, end_s: float, clock) -> tuple[int, int]:
     """The source frames [first, last) of a window, as the decoder indexes them."""
-    first = max(0, int(round(start_s * fps)))
-    last = min(frame_count, int(round(end_s * fps)))
-    return first, last
+    return clock.boundary_at(start_s), clock.boundary_at(end_s)
 
 
 def recorded_window(src: Path, start_s: float, end_s: float) -> dict:
@@ -60,22 +58,20 @@ def read_recorded_window(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def probe_frames(path: Path) -> tuple[int, float]:
-    """(frame count, average fps) as decord decodes the file."""
-    from curation.video.decode import open_reader
+def probe_frames(path: Path):
+    """The file's FrameClock, as decord decodes and times it."""
+    from curation.video.clock import FrameClock
 
-    reader = open_reader(path)
-    return len(reader), float(reader.get_avg_fps())
+    return FrameClock.of_path(path)
 
 
-def _ffmpeg_cut(src: Path, dst: Path, first: int, last: int, fps: float, comment: str) -> None:
+def _ffmpeg_cut(src: Path, dst: Path, first: int, last: int, seek: float, comment: str) -> None:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise CutError(f"{src}: ffmpeg is not installed; RL rows of a window need a cut of it (apt-get install ffmpeg)")
     # Seek half a frame before `first` (decoding from the keyframe before, dropping what comes
     # earlier: rounding cannot lose frame `first` nor keep the one before it), then keep a frame
-    # COUNT, not a duration; the timestamps restart at 0 so the cut's length is frames / fps.
-    seek = max(0.0, (first - 0.5) / fps)
+    # COUNT, not a duration; the timestamps restart at 0 and keep their spacing.
     cmd = [
         ffmpeg, "-nostdin", "-y", "-loglevel", "error",
         "-ss", f"{seek:.6f}", "-i", str(src), "-frames:v", str(last - first),
@@ -103,25 +99,27 @@ def cut_window(src: Path | str, start_s: float, end_s: float, dst: Path | str) -
     window = recorded_window(src, start_s, end_s)
     recorded = read_recorded_window(dst)
     if recorded is not None and {k: recorded.get(k) for k in window} == window:
-        count, fps = probe_frames(dst)
-        if count == recorded.get("frames"):
-            return count / fps
-    count, fps = probe_frames(src)
-    if count <= 0 or fps <= 0:
+        clock = probe_frames(dst)
+        if clock.frame_count == recorded.get("frames"):
+            return clock.duration_s
+    clock = probe_frames(src)
+    if clock.frame_count <= 0 or clock.fps <= 0:
         raise CutError(f"{src}: no decodable frames")
-    first, last = frame_span(start_s, end_s, fps, count)
+    first, last = frame_span(start_s, end_s, clock)
     if last <= first:
-        raise CutError(f"{src}: window {start_s:.3f}-{end_s:.3f} s holds no frame at {fps:g} fps")
+        raise CutError(f"{src}: window {start_s:.3f}-{end_s:.3f} s holds no frame")
+    # half a frame before `first`: the midpoint between it and the frame before
+    seek = 0.0 if first == 0 else (clock.time_of(first - 1) + clock.time_of(first)) / 2
     meta = {**window, "first_frame": first, "last_frame": last, "frames": last - first}
     dst.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target, then renamed: a reader (or a crash) never sees half a cut.
     tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.tmp.mp4")
     try:
-        _ffmpeg_cut(src, tmp, first, last, fps, json.dumps(meta, sort_keys=True))
-        got, got_fps = probe_frames(tmp)
-        if got != last - first:
-            raise CutError(f"{src}: the cut of frames {first}-{last} holds {got} frames, not {last - first} (variable frame rate source?)")
+        _ffmpeg_cut(src, tmp, first, last, seek, json.dumps(meta, sort_keys=True))
+        got = probe_frames(tmp)
+        if got.frame_count != last - first:
+            raise CutError(f"{src}: the cut of frames {first}-{last} holds {got.frame_count} frames, not {last - first}")
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
-    return got / got_fps
+    return got.duration_s

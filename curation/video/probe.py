@@ -11,6 +11,7 @@ from pathlib import Path
 
 import av
 
+from curation.video.clock import FrameClock
 from curation.video.decode import open_reader
 
 HASH_CHUNK = 1 << 20
@@ -34,6 +35,25 @@ def _looks_like_media_container(path: Path) -> bool:
     with open(path, "rb") as fh:
         head = fh.read(12)
     return head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide") or head[:4] in (b"\x1aE\xdf\xa3", b"RIFF")
+
+
+def display_rotation(container) -> int:
+    """Degrees the first frame's display matrix turns the picture (0, 90, 180, 270)."""
+    try:
+        frame = next(container.decode(video=0))
+    except (StopIteration, av.error.FFmpegError):
+        return 0
+    return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+
+
+def decode_failure(err: Exception) -> str:
+    """A decoder error as a user reads it: where the file stops decoding, not decord's C++ trace
+    ("video_reader.cc:486 ... av_read_frame failed")."""
+    text = str(err)
+    if "av_read_frame" in text or "Error reading" in text or "End of file" in text:
+        return "decoding failed: the file ends before its last frame (truncated or damaged)"
+    first = text.splitlines()[0] if text else type(err).__name__
+    return f"decoding failed ({first.split('] ')[-1][:200]})"
 
 
 def _fail(reason: str, error: str, **fields) -> dict:
@@ -63,7 +83,7 @@ def probe_video(path: str | Path, min_duration_s: float = 0.0, max_duration_s: f
                 return _fail("no_video_stream", f"{path}: no video stream (streams: {', '.join(kinds)})", **base)
             stream = container.streams.video[0]
             codec = stream.codec_context.name
-            width, height = stream.codec_context.width, stream.codec_context.height
+            rotation = display_rotation(container)
     except av.error.InvalidDataError as err:
         if _looks_like_media_container(path):
             return _fail("corrupt", f"{path}: damaged container ({err})", **base)
@@ -79,20 +99,25 @@ def probe_video(path: str | Path, min_duration_s: float = 0.0, max_duration_s: f
         fps = float(reader.get_avg_fps())
         if frame_count <= 0 or fps <= 0:
             return _fail("corrupt", f"{path}: no decodable frames", **base)
-        reader[0]
+        first = reader[0]
         reader[frame_count - 1]
+        clock = FrameClock.of_reader(reader)
     except Exception as err:  # decord raises its own DECORDError and plain RuntimeErrors
-        return _fail("corrupt", f"{path}: decoding failed ({str(err).splitlines()[0][:200]})", **base)
+        return _fail("corrupt", f"{path}: {decode_failure(err)}", **base)
 
-    duration = frame_count / fps
+    duration = clock.duration_s
+    # decord turns frames upright (the display matrix); the size recorded is the one decoded.
+    height, width = first.shape[:2]
     info = {
         **base,
         "duration_s": round(duration, 6),
         "fps": fps,
         "frame_count": frame_count,
-        "width": width,
-        "height": height,
+        "width": int(width),
+        "height": int(height),
         "codec": codec,
+        "variable_frame_rate": clock.variable,
+        "rotation": rotation,
     }
     if duration < min_duration_s:
         return _fail("too_short", f"{path}: {duration:.2f} s is shorter than min_duration_s={min_duration_s}", **info)

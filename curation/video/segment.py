@@ -21,6 +21,7 @@ import numpy as np
 from scenedetect import AdaptiveDetector, ContentDetector
 from scenedetect.common import FrameTimecode
 
+from curation.video.clock import EPS_S, FrameClock
 from curation.video.decode import iter_frames
 
 VST_FPS = 2.0
@@ -49,6 +50,12 @@ class Detection:
     frame_count: int
     cuts: list[int]  # frame numbers where a new scene starts (never 0)
     scores: np.ndarray  # per-frame content score (difference to the previous frame)
+    times: np.ndarray | None = None  # time of each frame boundary 0..n (FrameClock.boundary_times)
+
+    def boundary_times(self) -> np.ndarray:
+        if self.times is not None:
+            return self.times
+        return np.arange(self.frame_count + 1, dtype=np.float64) / self.fps
 
 
 def detect_cuts(
@@ -56,11 +63,11 @@ def detect_cuts(
     config: DetectorConfig = DetectorConfig(),
     fps: float | None = None,
     size: tuple[int, int] | None = None,
+    clock: FrameClock | None = None,
 ) -> Detection:
-    from curation.video.decode import open_reader
-
-    if fps is None:
-        fps = float(open_reader(path).get_avg_fps())
+    """Cuts by frame number; `clock` (default: read from the file) gives the frames' real times."""
+    clock = clock or FrameClock.of_path(path)
+    fps = fps or clock.fps
     detector = config.build()
     cuts: list[int] = []
     scores: list[float] = []
@@ -76,7 +83,8 @@ def detect_cuts(
         cuts.extend(tc.frame_num for tc in detector.post_process(last))
     frame_count = len(scores)
     cuts = sorted({c for c in cuts if 0 < c < frame_count})
-    return Detection(fps=fps, frame_count=frame_count, cuts=cuts, scores=np.asarray(scores, dtype=np.float64))
+    times = clock.boundary_times() if clock.frame_count == frame_count else None
+    return Detection(fps=fps, frame_count=frame_count, cuts=cuts, scores=np.asarray(scores, dtype=np.float64), times=times)
 
 
 @dataclass(frozen=True)
@@ -93,18 +101,17 @@ def normalise_clips(
     max_clip_s: float,
     split: Literal["quietest", "even"] = "quietest",
 ) -> list[ClipSpan]:
-    fps, n, scores = detection.fps, detection.frame_count, detection.scores
+    """Lengths are measured in the frames' own time (a variable-rate video's frames differ in length)."""
+    n, scores, times = detection.frame_count, detection.scores, detection.boundary_times()
     if n == 0:
         return []
-    min_f = max(1, int(round(min_clip_s * fps)))
-    max_f = max(min_f, int(math.floor(max_clip_s * fps)))
 
     # 1. merge: drop the weaker boundary of the shortest too-short scene until none is left.
     bounds = [0, *detection.cuts, n]
     while len(bounds) > 2:
-        lengths = [b - a for a, b in zip(bounds, bounds[1:])]
+        lengths = [times[b] - times[a] for a, b in zip(bounds, bounds[1:])]
         shortest = min(range(len(lengths)), key=lambda i: (lengths[i], i))
-        if lengths[shortest] >= min_f:
+        if lengths[shortest] >= min_clip_s - EPS_S:
             break
         left, right = shortest, shortest + 1  # indices into bounds
         candidates = [i for i in (left, right) if 0 < i < len(bounds) - 1]
@@ -118,46 +125,53 @@ def normalise_clips(
     # 2. split: scenes longer than max_clip_s.
     out: list[ClipSpan] = []
     for span in spans:
-        out.extend(_split(span, scores, min_f, max_f, split))
+        out.extend(_split(span, scores, times, min_clip_s, max_clip_s, split))
     return out
 
 
-def _split(span: ClipSpan, scores: np.ndarray, min_f: int, max_f: int, mode: str) -> list[ClipSpan]:
-    length = span.end_frame - span.start_frame
-    if length <= max_f:
+def _split(span: ClipSpan, scores: np.ndarray, times: np.ndarray, min_s: float, max_s: float, mode: str) -> list[ClipSpan]:
+    a, b = span.start_frame, span.end_frame
+    if times[b] - times[a] <= max_s + EPS_S or b - a < 2:
         return [span]
     if mode == "even":
-        pieces = math.ceil(length / max_f)
-        edges = [span.start_frame + round(i * length / pieces) for i in range(pieces + 1)]
+        pieces = math.ceil((times[b] - times[a]) / max_s - EPS_S)
+        targets = [times[a] + i * (times[b] - times[a]) / pieces for i in range(1, pieces)]
+        inner = [a + 1 + int(np.argmin(np.abs(times[a + 1 : b] - t))) for t in targets]
+        edges = [a, *sorted(set(inner)), b]
     else:
         # Cut where the picture changes least. With max >= 2 * min (the recipe enforces it) any
-        # remainder of at least min frames can itself be split within the bounds.
-        edges = [span.start_frame]
-        while span.end_frame - edges[-1] > max_f:
-            lo = edges[-1] + min_f
-            hi = min(edges[-1] + max_f, span.end_frame - min_f)
+        # remainder of at least min can itself be split within the bounds.
+        edges = [a]
+        while times[b] - times[edges[-1]] > max_s + EPS_S:
+            e = edges[-1]
+            lo = int(np.searchsorted(times, times[e] + min_s - EPS_S, side="left"))
+            hi = int(np.searchsorted(times, min(times[e] + max_s, times[b] - min_s) + EPS_S, side="right")) - 1
+            lo, hi = max(lo, e + 1), min(hi, b - 1)
+            hi = max(hi, lo)
             # Among quiet frames prefer the one nearest an even split (no 2 s + 10 s pairs).
-            pieces_left = math.ceil((span.end_frame - edges[-1]) / max_f)
-            ideal = edges[-1] + (span.end_frame - edges[-1]) / pieces_left
+            pieces_left = math.ceil((times[b] - times[e]) / max_s - EPS_S)
+            ideal = times[e] + (times[b] - times[e]) / pieces_left
             candidates = np.arange(lo, hi + 1)
-            cost = scores[lo : hi + 1] + QUIET_DISTANCE_WEIGHT * np.abs(candidates - ideal) / max_f
+            cost = scores[lo : hi + 1] + QUIET_DISTANCE_WEIGHT * np.abs(times[candidates] - ideal) / max_s
             edges.append(lo + int(np.argmin(cost)))
-        edges.append(span.end_frame)
+        edges.append(b)
     pieces = []
-    for i, (a, b) in enumerate(zip(edges, edges[1:])):
+    for i, (x, y) in enumerate(zip(edges, edges[1:])):
         if i == 0:
-            pieces.append(ClipSpan(a, b, span.boundary, span.cut_score))
+            pieces.append(ClipSpan(x, y, span.boundary, span.cut_score))
         else:
-            pieces.append(ClipSpan(a, b, "split", float(scores[a])))
+            pieces.append(ClipSpan(x, y, "split", float(scores[x])))
     return pieces
 
 
-def group_windows(clips: list[ClipSpan], fps: float, window_max_s: float) -> list[list[ClipSpan]]:
-    """Greedy: add clips to the current window while it stays within window_max_s."""
+def group_windows(clips: list[ClipSpan], fps: float, window_max_s: float, times: np.ndarray | None = None) -> list[list[ClipSpan]]:
+    """Greedy: add clips to the current window while it stays within window_max_s. `times`: the
+    frame boundary times (Detection.boundary_times); without them, a constant `fps`."""
+    if times is None:
+        times = np.arange((clips[-1].end_frame if clips else 0) + 1, dtype=np.float64) / fps
     windows: list[list[ClipSpan]] = []
-    limit = int(math.floor(window_max_s * fps + 1e-9))
     for clip in clips:
-        if windows and clip.end_frame - windows[-1][0].start_frame <= limit:
+        if windows and times[clip.end_frame] - times[windows[-1][0].start_frame] <= window_max_s + EPS_S:
             windows[-1].append(clip)
         else:
             windows.append([clip])

@@ -45,7 +45,12 @@ def resolve_run(run: str, local: bool = False) -> Path | str:
     candidate = Path(run)
     if candidate.is_dir():
         return candidate.resolve()
-    path = runs_root() / run
+    from pipelines.rundir import RunNameError, check_run_name
+
+    try:  # not a folder, so a name: never one that reaches outside the runs folder
+        path = runs_root() / check_run_name(run)
+    except RunNameError as err:
+        fail(f"{run!r} is neither a run folder nor a run name: {err}")
     if not path.is_dir():
         known = sorted(p.name for p in runs_root().glob("*") if p.is_dir()) if runs_root().is_dir() else []
         fail(f"no run named {run!r} in {runs_root()}" + (f"; known runs: {', '.join(known)}" if known else ""))

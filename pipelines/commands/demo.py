@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(recipe: Path = typer.Option(DEMO_RECIPE, help="recipe to run (default: the demo recipe)")):
         """Make the samples, run the demo recipe, and say where everything is."""
         from pipelines.recipe import RecipeError, load_recipe
-        from pipelines.run import run_recipe
+        from pipelines.rundir import run_location, safe_run_name
+        from pipelines.runlock import RunLockedError, run_lock
         from pipelines.samples import make_samples
 
         root = project_root()
@@ -30,24 +31,33 @@ def register(app: typer.Typer) -> None:
         # The run name follows the recipe's content: an unchanged demo resumes (or does nothing),
         # a changed one starts a fresh run instead of refusing.
         digest = hashlib.sha256(recipe.read_bytes()).hexdigest()[:8]
-        name = f"{parsed.name}-{digest}"
+        name = f"{safe_run_name(parsed.name)}-{digest}"
         console.print(f"[bold]demo[/]: recipe {recipe} -> run {name}")
-        started = _start_embedded_teacher(parsed, root)
         try:
-            run_recipe(parsed, name, root, runs_root(), progress=show_progress(), echo=echo_line)
-        except RecipeError as err:
+            # held before the teacher starts: a second demo must neither start nor stop a teacher
+            with run_lock(run_location(runs_root(), name), echo=echo_line):
+                _run_with_teacher(parsed, name, root)
+        except (RecipeError, RunLockedError) as err:
             fail(str(err))
-        finally:
-            if started:
-                from pipelines.teacher_server import stop_server
-
-                stop_server(root)
-                console.print("embedded teacher stopped")
         run_dir = runs_root() / name
         console.print(f"\n[bold green]demo finished[/]: {run_dir}")
         for sub in sorted(p.name for p in run_dir.iterdir() if p.is_dir()):
             console.print(f"  {run_dir / sub}")
         console.print(f"\nnext: vstw status {name}   |   vstw stats {name} --html   |   vstw validate sft {run_dir}/exports/sft")
+
+
+def _run_with_teacher(recipe, name: str, root: Path) -> None:
+    from pipelines.run import run_recipe
+
+    started = _start_embedded_teacher(recipe, root)
+    try:
+        run_recipe(recipe, name, root, runs_root(), progress=show_progress(), echo=echo_line)
+    finally:
+        if started:
+            from pipelines.teacher_server import stop_server
+
+            stop_server(root)
+            console.print("embedded teacher stopped")
 
 
 def _uses_embedded_teacher(recipe) -> bool:

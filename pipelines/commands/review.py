@@ -97,12 +97,14 @@ def pull_cmd(
     from annotation.client import ReviewError
     from annotation.pull import pull_reviews
     from pipelines.rundir import RunDir
+    from pipelines.runlock import RunLockedError, run_lock
 
     run_dir = RunDir(resolve_run(run, local=True))
     conn = _connect(url, None)
     try:
-        summary = pull_reviews(conn, run_dir, project)
-    except ReviewError as err:
+        with run_lock(run_dir.root, echo=console.print):  # it writes the run's reviews table
+            summary = pull_reviews(conn, run_dir, project)
+    except (ReviewError, RunLockedError) as err:
         fail(str(err))
     console.print(
         f"{summary['annotations']} annotations from {summary['tasks']} tasks: {summary['ok']} reviews ok, "

@@ -23,14 +23,15 @@ def register(app: typer.Typer) -> None:
     ):
         """Run (or resume) a recipe into data/runs/RUN (or RUNS_ROOT/RUN)."""
         from pipelines.recipe import RecipeError, load_recipe
-        from pipelines.rundir import RunDir, is_uri, run_location
+        from pipelines.rundir import RunDir, RunNameError, check_run_name, is_uri, run_location, safe_run_name
         from pipelines.run import run_recipe
+        from pipelines.runlock import RunLockedError
         from pipelines.runners.ray_runner import RayRunnerError
 
         where = ""
         try:
             parsed = load_recipe(recipe)
-            name = run or f"{parsed.name}-{datetime.now():%Y%m%d-%H%M%S}"
+            name = check_run_name(run) if run is not None else f"{safe_run_name(parsed.name)}-{datetime.now():%Y%m%d-%H%M%S}"
             root = runs or runs_root()
             target = run_location(root, name)
             RunDir(target)  # a URI with a credential in it is refused here, before it is printed
@@ -38,7 +39,9 @@ def register(app: typer.Typer) -> None:
             console.print(f"run [bold]{name}[/] -> {where}")
             run_recipe(parsed, name, project_root(), root, progress=show_progress(), echo=echo_line, until=until,
                        runner_kind=runner, address=address)
-        except (RecipeError, RayRunnerError) as err:
+        except RunNameError as err:
+            fail(f"--run: {err}")
+        except (RecipeError, RayRunnerError, RunLockedError) as err:
             fail(str(err))
         except (OSError, ValueError) as err:  # an unreachable or unknown remote filesystem
             if not is_uri(runs or ""):
@@ -52,10 +55,13 @@ def register(app: typer.Typer) -> None:
         to: Path = typer.Option(None, "--to", help="the local runs folder (default: data/runs, or $VSTW_RUNS)"),
     ):
         """Copy a remote run here, whole, so that vstw sql / stats / review / train can use it."""
-        from pipelines.rundir import RunDir, pull_run
+        from pipelines.rundir import RunDir, RunNameError, check_run_name, pull_run
 
         run_dir = RunDir(resolve_run(uri))
-        dest = (to or runs_root()) / run_dir.name
+        try:  # the copy is named after the run's last path component: never '..' or empty
+            dest = (to or runs_root()) / check_run_name(run_dir.name)
+        except RunNameError as err:
+            fail(f"cannot pull {uri}: {err}")
         try:
             if not run_dir.has_recipe():
                 fail(f"{run_dir.uri} is not a run folder (no recipe.yaml)")

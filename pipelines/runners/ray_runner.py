@@ -65,7 +65,7 @@ def loopback_only():
     raylet, workers, agents) listens on loopback only. Ray turns a node address of 127.0.0.1
     into the machine's network address unless it runs in its single-machine mode (the one it
     uses on macOS and Windows, switched by RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read when Ray is
-    imported; hence the constant itself). tests/test_ray_runner.py checks the sockets."""
+    imported; hence the constant itself). tests/test_bind.py checks the sockets from the OS."""
     import ray._private.ray_constants as constants
 
     saved = constants.ENABLE_RAY_CLUSTER

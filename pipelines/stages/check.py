@@ -115,6 +115,7 @@ STAGE = Stage(
     params_model=CheckParams,
     key="chain_id",
     input_table="chains",
+    reads_if_present=("graphs", "captions", "clips", "videos"),
     kind="cpu",
     failed_row=check_failed_row,
     load_inputs=load_check_inputs,

@@ -44,6 +44,7 @@ from curation.formats.rl import RLExportError, is_whole_video, rl_row, rl_table,
 from curation.formats.question import answer_letter
 from curation.formats.sft import PREVIOUS, dumps_record, sft_record, write_sft
 from curation.reviews import THOUGHT_LABELS
+from curation.storage import make_temp_dir, remove_stale_temps
 from pipelines.rundir import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_parquet
 from pipelines.stage import Stage, StageContext, StageParams, failed
 from pipelines.stages import export_policy as policy_
@@ -351,6 +352,8 @@ def _write_exports(run_dir: RunDir, params: ExportParams, root: Path, dataset_ro
     for r in ok:
         r["prov"] = provenance(r, run) | {"subset": r["subset"], "video_id": r["video_id"], "duration_s": r["duration_s"], "qa_type": r["qa_type"], "options": r["options"]}
     files: dict[str, list[str]] = {}
+    for folder in (root, root / "sft", root / "rl"):
+        remove_stale_temps(folder)  # what a killed export left: never part of the dataset
 
     if params.video_paths == "relative" and ok:
         videos = {v["video_id"]: v for v in run_dir.read_rows("videos", ["video_id", "path"])}
@@ -394,7 +397,8 @@ def _write_exports(run_dir: RunDir, params: ExportParams, root: Path, dataset_ro
     manifest = {
         "run": run,
         "export_version": EXPORT_VERSION,
-        "dataset_root": dataset_root,
+        # "." is this manifest's folder: a shared dataset names no folder of the machine that made it
+        "dataset_root": dataset_root if "://" in dataset_root else ".",
         "dataset_root_note": "SFT video paths are relative to this folder; run VST's RL trainer from it (video_context is opened from the working directory)",
         "records": len(ok),
         "rl_rows": len(rl_rows),
@@ -411,9 +415,10 @@ def _write_exports(run_dir: RunDir, params: ExportParams, root: Path, dataset_ro
 
 
 def _swap_dir(target: Path, build) -> None:
-    """Build a folder next to `target`, then put it in place (a reader never sees half of it)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-hf-"))
+    """Build a folder next to `target`, then put it in place (a reader never sees half of it).
+    The folder is named after this process and made with the umask's mode (mkdtemp's 0700
+    would hide the dataset from the team)."""
+    tmp = make_temp_dir(target.parent, f"-{target.name}")
     try:
         build(tmp)
         old = target.with_name(target.name + ".old")
@@ -465,6 +470,9 @@ STAGE = Stage(
     params_model=ExportParams,
     key="chain_id",
     input_table="chains",
+    reads=("videos",),
+    reads_if_present=("reviews", *policy_.VERDICT_TABLES),
+    reads_for=policy_.needed_verdict_tables,
     kind="cpu",
     failed_row=export_failed_row,
     finalize=finalize_export,

@@ -72,6 +72,25 @@ def normalize_checks(names: list[str]) -> list[str]:
     return out
 
 
+def needed_verdict_tables(params) -> dict[str, str]:
+    """verdict table -> why, for the tables an export cannot do without: those of the checks it
+    requires (allow_unchecked removed). Without one, every chain would stay out (verdict_missing),
+    so a recipe lacking its stage is refused. The judge's count only under judge_excludes: true:
+    with auto, a run without a judge stage does not use them."""
+    judge_used = params.judge_excludes is True
+    if params.required_checks == "default":
+        excluding = set(JUDGE_CHECKS) - {OWN_THINKING} if params.exclude_on == "any" else set(params.exclude_on)
+        required = [*DEFAULT_REQUIRED, *(c for c in JUDGE_CHECKS if judge_used and c in excluding)]
+    else:
+        required = [c for c in params.required_checks if judge_used or c not in JUDGE_CHECKS]
+    by_table: dict[str, list[str]] = {}
+    for check in dict.fromkeys(required):
+        if check not in params.allow_unchecked:
+            by_table.setdefault(TABLE_OF_CHECK[check], []).append(check)
+    return {table: f"the verdicts of the required check(s) {', '.join(checks)}; or list them in export.allow_unchecked"
+            for table, checks in by_table.items()}
+
+
 # ---- the policy of one run ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class ExportPolicy:

@@ -159,6 +159,7 @@ STAGE = Stage(
     params_model=GraphParams,
     key="window_id",
     input_table="captions",
+    reads=("clips",),
     kind="io",
     failed_row=graph_failed_row,
     finalize=write_usage_report,

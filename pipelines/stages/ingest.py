@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -16,6 +17,8 @@ class IngestParams(StageParams):
     stage: Literal["ingest"] = "ingest"
     min_duration_s: float = Field(1.0, ge=0, description="shorter videos fail with too_short")
     max_duration_s: float = Field(4 * 3600.0, gt=0, description="longer videos fail with too_long")
+    rotated: Literal["upright", "reject"] = Field(
+        "upright", description="a video with a rotation display matrix: re-encode an upright copy in the run folder, or fail it as rotated")
 
     @model_validator(mode="after")
     def _order(self):
@@ -50,8 +53,28 @@ def ingest_batch(items: list[dict], params: IngestParams, ctx: StageContext) -> 
             continue
         probed = probe_video(item["path"], params.min_duration_s, params.max_duration_s)
         probed.setdefault("video_id", input_id(item))
+        if probed["status"] == "ok" and probed.get("rotation"):
+            probed = _upright(probed, item["path"], params, ctx)
         rows.append({**base, **probed})
     return rows
+
+
+def _upright(probed: dict, path: str, params: IngestParams, ctx: StageContext) -> dict:
+    """A rotated video: its upright copy becomes the row's path (or the row fails as rotated)."""
+    from curation.video.upright import UprightError, upright_copy
+    from pipelines.rundir import is_uri
+
+    turn = f"{path}: the video is rotated {probed['rotation']} degrees (a display matrix)"
+    if params.rotated == "reject":
+        return {**probed, "status": "failed", "reason": "rotated", "error": f"{turn}; ingest rotated: reject refuses it"}
+    if is_uri(ctx.run_root):
+        return {**probed, "status": "failed", "reason": "rotated", "error": f"{turn}; its upright copy needs a local run folder"}
+    dst = Path(ctx.run_root) / "upright" / f"{probed['video_id']}.mp4"
+    try:
+        upright_copy(path, dst, probed["frame_count"])
+    except UprightError as err:
+        return {**probed, "status": "failed", "reason": "rotated", "error": str(err)}
+    return {**probed, "path": str(dst), "source_path": path}
 
 
 def ingest_failed_row(item: dict, reason: str, message: str) -> dict:
@@ -80,7 +103,8 @@ def mark_duplicates(run_dir: RunDir, params: IngestParams) -> None:
             if keep is None or not (row["status"] == "ok" or row["reason"] == "duplicate"):
                 continue
             if row["input_index"] != keep[0] and row["status"] == "ok":
-                row.update(status="failed", reason="duplicate", error=f"{row['path']}: same content as {keep[1]}")
+                again = f"listed again (input {row['input_index']}; first listed as input {keep[0]})" if row["path"] == keep[1] else f"same content as {keep[1]}"
+                row.update(status="failed", reason="duplicate", error=f"{row['path']}: {again}")
                 row["video_id"] = input_id(row)  # the content id belongs to the kept copy
                 changed = True
         if changed:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -34,6 +34,7 @@ VST_EVAL = "VST's eval (lmms-eval model qwen2_5_vl_stream_think, eval/scripts/*.
 
 
 class JudgeParams(StageParams):
+    path_fields: ClassVar[tuple[str, ...]] = ("model",)
     stage: Literal["judge"] = "judge"
     model: str = Field(TINY, description="folder of a Qwen2.5-VL / VST checkpoint (relative to the project), or 'tiny'")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 ...")
@@ -254,6 +255,7 @@ STAGE = Stage(
     params_model=JudgeParams,
     key="chain_id",
     input_table="chains",
+    reads_if_present=("clips",),
     kind="io",  # one model per process, used under a lock; threads overlap frame decoding only
     failed_row=judge_failed_row,
     load_inputs=load_judge_inputs,

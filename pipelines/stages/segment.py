@@ -14,6 +14,7 @@ from curation.video.segment import (
     normalise_clips,
     vst_frame_indices,
 )
+from curation.video.clock import FrameClock
 from pipelines.stage import Stage, StageContext, StageParams, failed
 
 
@@ -43,17 +44,20 @@ class SegmentParams(StageParams):
 
 def segment_video(video: dict, params: SegmentParams) -> list[dict]:
     size = (video["width"], video["height"]) if video.get("width") and video.get("height") else None
-    detection = detect_cuts(video["path"], params.detector_config(), fps=video["fps"], size=size)
+    clock = FrameClock.of_path(video["path"])
+    detection = detect_cuts(video["path"], params.detector_config(), fps=video["fps"], size=size, clock=clock)
     if detection.frame_count == 0:
         return [failed("no_frames", f"{video['path']}: no frames decoded", clip_id=f"{video['video_id']}-none", video_id=video["video_id"])]
-    fps, n = detection.fps, detection.frame_count
+    if detection.times is None:  # the decoder gave another frame count than the index: times would be guesses
+        raise RuntimeError(f"decoded {detection.frame_count} frames but the index lists {clock.frame_count}")
+    times = detection.times
     clips = normalise_clips(detection, params.min_clip_s, params.max_clip_s, params.split)
     rows, index = [], 0
-    for w, window in enumerate(group_windows(clips, fps, params.window_max_s)):
+    for w, window in enumerate(group_windows(clips, detection.fps, params.window_max_s, times=times)):
         window_id = f"{video['video_id']}-w{w:03d}"
-        ws, we = window[0].start_frame / fps, window[-1].end_frame / fps
+        ws, we = float(times[window[0].start_frame]), float(times[window[-1].end_frame])
         for k, clip in enumerate(window):
-            start_s, end_s = clip.start_frame / fps, clip.end_frame / fps
+            start_s, end_s = float(times[clip.start_frame]), float(times[clip.end_frame])
             rows.append(
                 {
                     "clip_id": f"{video['video_id']}-c{index:04d}",
@@ -69,7 +73,7 @@ def segment_video(video: dict, params: SegmentParams) -> list[dict]:
                     "window_end_s": round(we, 6),
                     "cut_score": round(clip.cut_score, 4),
                     "boundary": clip.boundary,
-                    "vst_frame_indices": vst_frame_indices(ws, we, start_s, end_s, fps, n),
+                    "vst_frame_indices": vst_frame_indices(ws, we, start_s, end_s, clock.fps, clock.frame_count, frame_times=clock.ends),
                     "status": "ok",
                 }
             )

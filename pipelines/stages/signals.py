@@ -96,11 +96,18 @@ MESSAGES = {
 }
 
 
+def clip_rate(clip: dict) -> float:
+    """The clip's own frame rate (its frames over its real length): flow is per second of the
+    clip, and a variable-rate video's average rate is not the rate inside one of its scenes."""
+    frames, seconds = clip["end_frame"] - clip["start_frame"], (clip.get("end_s") or 0) - (clip.get("start_s") or 0)
+    return frames / seconds if frames > 0 and seconds > 0 else clip["fps"]
+
+
 def signals_row(clip: dict, params: SignalsParams) -> dict:
     if not clip.get("video_path") or not clip.get("fps"):
         return failed("decode_error", f"{clip['clip_id']}: its video has no path or frame rate in `videos`", **_base(clip))
     try:
-        measured = measure_clip(clip["video_path"], clip["start_frame"], clip["end_frame"], clip["fps"], params.config())
+        measured = measure_clip(clip["video_path"], clip["start_frame"], clip["end_frame"], clip_rate(clip), params.config())
     except Exception as err:  # one unreadable clip must not cost the others
         message = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
         return failed("decode_error", f"{clip['clip_id']}: frames {clip['start_frame']}-{clip['end_frame']} of {clip['video_path']}: {message}", **_base(clip))
@@ -128,6 +135,7 @@ STAGE = Stage(
     params_model=SignalsParams,
     key="clip_id",
     input_table="clips",
+    reads=("videos",),
     kind="cpu",
     failed_row=signals_failed_row,
     load_inputs=load_clips,

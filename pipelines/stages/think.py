@@ -278,6 +278,7 @@ STAGE = Stage(
     params_model=ThinkParams,
     key="question_id",
     input_table="questions",
+    reads=("videos", "graphs", "captions", "clips"),
     kind="io",
     failed_row=think_failed_row,
     finalize=write_usage_report,

@@ -245,6 +245,7 @@ STAGE = Stage(
     params_model=VerifyParams,
     key="chain_id",
     input_table="chains",
+    reads_if_present=("questions", "graphs", "clips", "captions"),
     kind="io",
     failed_row=verify_failed_row,
     load_inputs=load_verify_inputs,
