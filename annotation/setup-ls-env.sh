@@ -18,6 +18,7 @@ VENV="${VSTW_LS_VENV:-$ROOT/.venv-ls}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 TEMPLATE="$VENV/vstw-db-template"
+CONSTRAINTS="$ROOT/annotation/ls-constraints.txt"
 
 installed() {
   [ -x "$VENV/bin/label-studio" ] && \
@@ -26,12 +27,14 @@ installed() {
 
 if installed; then
   echo "label-studio $LS_VERSION already in $VENV"
+  # A no-op when the pins hold; brings an older .venv-ls back to them (e.g. sentry-sdk 3).
+  "$VENV/bin/python" -m pip install --quiet -c "$CONSTRAINTS" "label-studio==$LS_VERSION" $(grep -i '^sentry-sdk==' "$CONSTRAINTS")
 else
   echo "creating $VENV with label-studio==$LS_VERSION (takes a few minutes)"
   rm -rf "$TEMPLATE"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet "label-studio==$LS_VERSION"
+  "$VENV/bin/python" -m pip install --quiet -c "$CONSTRAINTS" "label-studio==$LS_VERSION"
   # Only import it: `label-studio --version` would create a database in the user's home.
   "$VENV/bin/python" -c "import label_studio"
 fi

@@ -1,8 +1,10 @@
 """Streaming thoughts written by code from a window's knowledge graph and captions (think mode
 `compose`): grounded by construction, so a small teacher (or none) cannot invent, leak or echo.
 
-For clip k of a window a thought says, from the graph (entities with their clips, relations with
-the clip that tells them):
+For clip k of a window a thought says, first, what the clip's human annotations state and
+complete in it (`told`: the sentences of subtitles, narrations, dense captions or ASR that END in
+clip k, in the annotator's own words; a sentence still running is not told yet), then, from the
+graph (entities with their clips, relations with the clip that tells them):
 - what is new: the entities first seen in clip k, with what the relations of clip k tell about
   them (moves <direction>, disappears, other predicates);
 - what changed since the memory: a disappearance the graph tells, a thing of clip k-1 no longer
@@ -32,7 +34,7 @@ from curation.checks.base import Issue
 from curation.checks.causality import CausalityConfig, check_causality
 from curation.checks.graph_index import GraphIndex, build_graph_index
 from curation.checks.grounding import GroundingConfig, check_grounding
-from curation.checks.text import APPEAR, DIRECTIONS, DISAPPEAR, MOVE, canon
+from curation.checks.text import APPEAR, DIRECTIONS, DISAPPEAR, MOVE, canon, mentions, name_key
 from curation.checks.thoughts import ThoughtsConfig, check_thoughts
 
 COMPOSE_VERSION = "compose.v1"
@@ -223,6 +225,21 @@ def _relation_clause(w: _Window, k: int, rel: dict, seed_key: str) -> Clause | N
     return Clause(4, seed_key, (text,), {}, [subject["name"], *names])
 
 
+_LOWER_FIRST = frozenset("a an the this that these those there it he she they someone somebody one two three cars people".split())
+
+
+def _told_clause(w: _Window, k: int, n: int, text: str) -> Clause:
+    """An annotation sentence as a clause: its words, its final stop off (a thought joins its
+    clauses), the graph names it mentions as the thought's entities."""
+    body = text.strip().rstrip(".!").strip()
+    first = body.split(" ", 1)[0]
+    if first.lower() in _LOWER_FIRST:
+        body = first.lower() + body[len(first):]
+    names = [e["name"] for e in w.entities.values() if w.first.get(e["entity_id"], k + 1) <= k and mentions(body, name_key(e["name"]))]
+    bank = (body.replace("{", "{{").replace("}", "}}"),)  # a clause's bank is a format string
+    return Clause(0, f"{w.clips[k]['clip_id']}/told/{n}", bank, {}, names, "told")
+
+
 # ---- clauses of one clip ----------------------------------------------------------------------------
 def clip_clauses(w: _Window, k: int) -> list[Clause]:
     clip = w.clips[k]
@@ -247,7 +264,7 @@ def clip_clauses(w: _Window, k: int) -> list[Clause]:
             if d is not None:
                 last_dir[r["subject"]] = d
     ent = w.entities
-    out: list[Clause] = []
+    out: list[Clause] = [_told_clause(w, k, n, text) for n, text in enumerate(clip.get("told") or [])]
     # what is new: places last among the new things (the objects are what a question asks about)
     new = sorted((e for e in now if w.first.get(e) == k), key=lambda e: (ent[e].get("type") in _PLACE_TYPES, ent[e]["name"]))
     for rank, eid in enumerate(new):
@@ -295,6 +312,10 @@ def clip_clauses(w: _Window, k: int) -> list[Clause]:
     if old:
         e = ent[old[0]]
         out.append(Clause(8, f"{cid}/ref/{old[0]}", REFERENCE, {"the": _the(e), "t": _time(float(e.get("first_seen_s") or w.clips[w.first[old[0]]]["start_s"]))}, [e["name"]], "reference"))
+    told = [c for c in out if c.kind == "told"]
+    if told:  # what the annotator said of a thing is not said again in the graph's words
+        said = {n for c in told for n in c.names}
+        out = [c for c in out if c.kind == "told" or c.key.split("/")[1] in ("gone", "out") or not set(c.names) <= said or not c.names]
     return sorted(out, key=lambda c: c.priority)
 
 

@@ -37,6 +37,8 @@ def extract_facts(caption: str) -> ClipExtraction:
         name = normalize_name(mention.display)
         if len(name) < 3 or not name[0].isalpha():
             continue
+        # "a grey van ... the van": a bare head noun after a fuller name of it is that thing again
+        name = next((n for n in entities if " " not in name and n.split()[-1] == name), name)
         if name not in entities and len(entities) < _MAX_ENTITIES:
             colours = [w for w in mention.display.lower().split()[:-1] if canon(w) in mention.colours]
             entities[name] = ExtractedEntity(name=name, type=_entity_type(mention.head), attributes=colours[:3])

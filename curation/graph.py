@@ -186,12 +186,20 @@ def _firsts(entities: list[dict]) -> list[dict]:
     return out
 
 
+def bare_references(names: list[str]) -> set[str]:
+    """Names that are only the head noun of another name ("van" beside "grey van"): prose says
+    "a grey van ... the van", so the two may be one thing, and no count over them is sure."""
+    heads = {n.split()[-1] for n in names if len(n.split()) >= 2}
+    return {n for n in names if len(n.split()) == 1 and n in heads}
+
+
 def count_question(entities: list[dict]) -> TemplateQuestion | None:
     """How many different <type> appeared: evidence = the clips where each was first seen."""
     by_type: dict[str, list[dict]] = {}
     for e in entities:
         by_type.setdefault(e["type"], []).append(e)
-    candidates = [(t, es) for t, es in by_type.items() if len(es) >= 2 and len({e["first_clip_id"] for e in es}) >= 2]
+    candidates = [(t, es) for t, es in by_type.items()
+                  if len(es) >= 2 and len({e["first_clip_id"] for e in es}) >= 2 and not bare_references([e["name"] for e in es])]  # fmt: skip
     if not candidates:
         return None
     etype, ents = sorted(candidates, key=lambda c: (-len(c[1]), c[0]))[0]

@@ -435,8 +435,8 @@ def count_kind_questions(facts: WindowFacts, seed: str) -> list[TemplateQuestion
     out = []
     for noun, names in sorted(facts.kinds().items(), key=lambda kv: _rank(seed, "kind/" + kv[0])):
         firsts = {facts.first(n) for n in names}
-        if len(names) < 2 or len(firsts) < 2:
-            continue
+        if len(names) < 2 or len(firsts) < 2 or noun in facts.names():
+            continue  # a bare "<noun>" beside its kind may be one of them or another one
         question = _phrase(COUNT_KIND, seed, "count/" + noun).format(kinds=plural(noun))
         out.append(TemplateQuestion("count_kind", "numerical", question, [], str(len(names)), _clips(facts, firsts),
                                     {"kind": noun, "entities": sorted(names)}))  # fmt: skip

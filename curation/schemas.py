@@ -132,6 +132,9 @@ CAPTIONS = pa.schema(
         # JSON of a curation.graph.ClipExtraction ({"entities": [...], "relations": [...]}) when the
         # caption was made with structured facts (signals): the graph stage uses them without a teacher.
         pa.field("facts", pa.string()),
+        # annotation captions: the sentences of human prose (caption, narration, asr, subtitle)
+        # that END in this clip: what a streaming thought may state here without telling the future.
+        pa.field("told", pa.list_(pa.string())),
         pa.field("prompt_version", pa.string()),
         pa.field("cache_key", pa.string()),
         pa.field("raw_reply", pa.string()),  # kept when the teacher's reply was invalid

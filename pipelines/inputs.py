@@ -9,16 +9,16 @@ typo never hides the good rows.
 from __future__ import annotations
 
 import csv
-import errno
 import glob as globlib
 import json
 import os
-import stat
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from curation.files import file_problem
 
 if TYPE_CHECKING:
     from pipelines.recipe import Recipe
@@ -44,7 +44,8 @@ class ManifestRow(BaseModel):
     id: str | None = None
     metadata: dict = Field(default_factory=dict)
     annotations: list[Annotation] = Field(default_factory=list)
-    annotations_file: str | None = None  # a JSON file with {"events": [...]} (e.g. synthetic ground truth)
+    # a JSON file with {"events": [...]} (e.g. synthetic ground truth), or subtitles (.srt, .vtt)
+    annotations_file: str | None = None
 
 
 def _joined(path: str, base: Path) -> Path:
@@ -58,30 +59,17 @@ def _resolve(path: str, base: Path) -> Path:
     return Path(os.path.realpath(_joined(path, base)))
 
 
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))  # fmt: skip
+def read_annotations_file(path: Path) -> list[dict]:
+    """The annotations of a manifest row's `annotations_file`: subtitles through the importer's
+    reader (cleaned, as sentences; a bad cue is left out), else JSON events."""
+    if path.suffix.lower() in (".srt", ".vtt"):
+        from curation.importers import read_subtitle_file
 
-
-def file_problem(given: str, path: Path, unresolved: Path | None = None) -> tuple[str, str] | None:
-    """(reason, message) when `path` is not a regular file that can be read, else None. Nothing
-    is opened: a FIFO would block the run forever. The message names what the user wrote
-    (`given`; `unresolved`: it joined to its base, to tell a dangling link)."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        if unresolved is not None and os.path.islink(unresolved):
-            return "missing", f"{given}: a symbolic link to a file that does not exist"
-        return "missing", f"{given}: no such file"
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            return "symlink_loop", f"{given}: a loop of symbolic links (it never reaches a file)"
-        return "missing", f"{str(given)[:300]}: cannot be read ({err.strerror or err})"
-    except ValueError as err:  # an embedded NUL byte
-        return "missing", f"{given!r:.300}: cannot be read ({err})"
-    if stat.S_ISREG(mode):
-        return None
-    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    return "not_a_file", f"{given}: {kind}, not a regular file"
+        cues, _ = read_subtitle_file(path)
+        return [c.as_annotation() for c in cues]
+    events = json.loads(path.read_text())
+    events = events.get("events", []) if isinstance(events, dict) else events
+    return [Annotation.model_validate(e).model_dump() for e in events]
 
 
 def _inside(path: Path, roots: list[Path]) -> bool:
@@ -194,9 +182,7 @@ def list_inputs(recipe: Recipe, project_root: Path) -> list[dict]:
                     add(path=str(path), source_id=row.id, input_error=("bad_manifest_row", f"{where}: annotations_file {problem[1]}"))
                     continue
                 try:
-                    events = json.loads(ann_path.read_text())
-                    events = events.get("events", []) if isinstance(events, dict) else events
-                    annotations += [Annotation.model_validate(e).model_dump() for e in events]
+                    annotations += read_annotations_file(ann_path)
                 except (OSError, ValueError) as err:
                     add(path=str(path), source_id=row.id, input_error=("bad_manifest_row", f"{where}: annotations_file {row.annotations_file}: {err}"))
                     continue

@@ -33,8 +33,7 @@ class FrameClock:
 
     @classmethod
     def constant(cls, fps: float, frame_count: int) -> "FrameClock":
-        index = np.arange(frame_count, dtype=np.float64)
-        return cls(index / fps, ((index + 1.0) / fps).astype(np.float32), False, fps)
+        return cls(np.arange(frame_count, dtype=np.float64) / fps, decord_frame_times(fps, frame_count), False, fps)
 
     @classmethod
     def of_reader(cls, reader) -> "FrameClock":
@@ -74,6 +73,13 @@ class FrameClock:
     def boundary_at(self, t: float) -> int:
         """The frame boundary at time t: the first frame starting at or after t (n past the end)."""
         return int(np.searchsorted(self.starts, t - EPS_S, side="left"))
+
+
+def decord_frame_times(fps: float, frame_count: int) -> np.ndarray:
+    """The per-frame timestamps VST's loader reads (`vr._frame_pts[:, 1]`) for a constant-rate
+    video: decord stores each frame's END time, (i + 1) / fps, as float32. Checked bit for bit
+    against decord on H.264 files at 25, 30 and 29.97 fps (tests/test_segment.py)."""
+    return ((np.arange(frame_count, dtype=np.float64) + 1.0) / fps).astype(np.float32)
 
 
 def is_variable(starts: np.ndarray, fps: float) -> bool:

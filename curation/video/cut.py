@@ -24,6 +24,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from curation.video.clock import FrameClock
+
 CUT_VERSION = "vstw-cut/1"
 CRF = 18  # visually lossless for training frames; the cut is small next to its source anyway
 
@@ -32,7 +34,7 @@ class CutError(RuntimeError):
     """A window that could not be cut (the message names the source, the window and why)."""
 
 
-def frame_span(start_s: float, end_s: float, clock) -> tuple[int, int]:
+def frame_span(start_s: float, end_s: float, clock: FrameClock) -> tuple[int, int]:
     """The source frames [first, last) of a window, as the decoder indexes them."""
     return clock.boundary_at(start_s), clock.boundary_at(end_s)
 
@@ -56,13 +58,6 @@ def read_recorded_window(path: Path) -> dict | None:
     except (av.error.FFmpegError, OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def probe_frames(path: Path):
-    """The file's FrameClock, as decord decodes and times it."""
-    from curation.video.clock import FrameClock
-
-    return FrameClock.of_path(path)
 
 
 def _ffmpeg_cut(src: Path, dst: Path, first: int, last: int, seek: float, comment: str) -> None:
@@ -99,10 +94,10 @@ def cut_window(src: Path | str, start_s: float, end_s: float, dst: Path | str) -
     window = recorded_window(src, start_s, end_s)
     recorded = read_recorded_window(dst)
     if recorded is not None and {k: recorded.get(k) for k in window} == window:
-        clock = probe_frames(dst)
+        clock = FrameClock.of_path(dst)
         if clock.frame_count == recorded.get("frames"):
             return clock.duration_s
-    clock = probe_frames(src)
+    clock = FrameClock.of_path(src)
     if clock.frame_count <= 0 or clock.fps <= 0:
         raise CutError(f"{src}: no decodable frames")
     first, last = frame_span(start_s, end_s, clock)
@@ -116,7 +111,7 @@ def cut_window(src: Path | str, start_s: float, end_s: float, dst: Path | str) -
     tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.tmp.mp4")
     try:
         _ffmpeg_cut(src, tmp, first, last, seek, json.dumps(meta, sort_keys=True))
-        got = probe_frames(tmp)
+        got = FrameClock.of_path(tmp)
         if got.frame_count != last - first:
             raise CutError(f"{src}: the cut of frames {first}-{last} holds {got.frame_count} frames, not {last - first}")
         os.replace(tmp, dst)

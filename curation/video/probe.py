@@ -11,6 +11,7 @@ from pathlib import Path
 
 import av
 
+from curation.files import file_problem
 from curation.video.clock import FrameClock
 from curation.video.decode import open_reader
 
@@ -62,11 +63,10 @@ def _fail(reason: str, error: str, **fields) -> dict:
 
 def probe_video(path: str | Path, min_duration_s: float = 0.0, max_duration_s: float | None = None) -> dict:
     path = Path(path)
+    problem = file_problem(str(path), path)
+    if problem is not None:
+        return _fail(*problem)
     try:
-        if not path.exists():
-            return _fail("missing", f"{path}: no such file")
-        if not path.is_file():
-            return _fail("missing", f"{path}: not a regular file")
         size = path.stat().st_size
     except (OSError, ValueError) as err:  # name too long, NUL byte, permission denied
         return _fail("missing", f"{str(path)[:300]}: cannot be read ({getattr(err, 'strerror', None) or err})")

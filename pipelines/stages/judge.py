@@ -182,11 +182,12 @@ def chain_input(record: dict, project_root: Path, params: JudgeParams) -> ChainI
 
 def clip_frame_indices(reader, window: tuple[float, float], spans: list[tuple[float, float]], max_frames: int) -> list[list[int]]:
     """Source frame indices of each span, as VST's loader picks them from this video's own
-    decord timestamps (exact for variable frame rates too)."""
-    from curation.video.segment import video_frame_times, vst_clip_slice, vst_window_frames
+    decord timestamps (the video's FrameClock, as every stage reads it)."""
+    from curation.video.clock import FrameClock
+    from curation.video.segment import vst_clip_slice, vst_window_frames
 
     vs, ve = window
-    frames = vst_window_frames(vs, ve, video_frame_times(reader), max_frames)
+    frames = vst_window_frames(vs, ve, FrameClock.of_reader(reader).ends, max_frames)
     out = []
     for s, e in spans:
         lo, hi = vst_clip_slice(len(frames), vs, ve, s, e)

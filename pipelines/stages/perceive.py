@@ -22,9 +22,11 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from curation.extract import extract_facts
+from curation.importers.cues import KINDS as PROSE_KINDS
 from curation.perception import SIGNALS_PROMPT_VERSION, perceive_signals
 from curation.prompts import load_prompt
 from curation.teacher.client import TeacherCall
+from curation.video.clock import EPS_S
 from pipelines.rundir import RunDir
 from pipelines.stage import Stage, StageContext, StageParams, failed
 from pipelines.stages._teacher import CONFIG_ERROR, TeacherConfigError, record_usage, teacher_client, write_usage_report
@@ -82,19 +84,23 @@ def _base(clip: dict) -> dict:
 
 
 def annotation_caption(clip: dict, with_facts: bool = True) -> dict:
-    """The texts of the annotations that overlap the clip (point events inside it), in time order."""
+    """The texts of the annotations that overlap the clip (point events inside it), in time order,
+    and (`told`) the prose sentences that end in it."""
     start, end = clip["start_s"], clip["end_s"]
-    texts = [
-        a["text"].strip()
-        for a in clip["annotations"]
-        if (a["start_s"] < end and a["end_s"] > start) or (a["start_s"] == a["end_s"] and start <= a["start_s"] < end)
-    ]
-    texts = [t for t in texts if t]
-    if not texts:
+    overlapping = [
+        a for a in clip["annotations"]
+        if ((a["start_s"] < end and a["end_s"] > start) or (a["start_s"] == a["end_s"] and start <= a["start_s"] < end)) and a["text"].strip()
+    ]  # fmt: skip
+    if not overlapping:
         return failed("no_annotation_in_clip", f"{clip['clip_id']}: no annotation overlaps {start:.2f}-{end:.2f} s", **_base(clip), source="annotation")
-    caption = " ".join(texts)
+    caption = " ".join(a["text"].strip() for a in overlapping)
     facts = extract_facts(caption).model_dump_json() if with_facts else None
-    return {**_base(clip), "caption": caption, "entities": [], "actions": [], "on_screen_text": [], "facts": facts, "source": "annotation", "status": "ok"}
+    # A sentence is stated where it ends: by then the whole of what it says has been seen.
+    # (A point annotation is in the one clip the overlap rule gives it.)
+    told = [a["text"].strip() for a in overlapping
+            if a.get("kind") in PROSE_KINDS and (a["start_s"] == a["end_s"] or start < a["end_s"] <= end + EPS_S)]  # fmt: skip
+    return {**_base(clip), "caption": caption, "entities": [], "actions": [], "on_screen_text": [], "facts": facts, "told": told,
+            "source": "annotation", "status": "ok"}  # fmt: skip
 
 
 def excluded(clip: dict) -> dict | None:

@@ -63,7 +63,7 @@ def load_questions(run_dir: RunDir, params: ThinkParams) -> list[dict]:
     """One record per question: the question, its window's graph, clips + captions, video facts."""
     videos = {v["video_id"]: v for v in run_dir.read_rows("videos", ["video_id", "path", "duration_s"])}
     graphs = {g["window_id"]: g for g in run_dir.read_rows("graphs") if g["status"] == "ok"}
-    captions = {c["clip_id"]: c for c in run_dir.read_rows("captions", ["clip_id", "caption", "entities", "source", "prompt_version", "cache_key", "status"])}
+    captions = {c["clip_id"]: c for c in run_dir.read_rows("captions", ["clip_id", "caption", "entities", "told", "source", "prompt_version", "cache_key", "status"])}
     clips_by_window: dict[str, list[dict]] = {}
     for clip in run_dir.read_rows("clips", ["clip_id", "window_id", "index", "start_s", "end_s", "status"]):
         if clip["status"] == "ok":
@@ -79,7 +79,7 @@ def load_questions(run_dir: RunDir, params: ThinkParams) -> list[dict]:
             "video_duration_s": video.get("duration_s"),
             "graph": graph,
             "clips": [{**c, "caption": (captions.get(c["clip_id"]) or {}).get("caption"), "entities": (captions.get(c["clip_id"]) or {}).get("entities"),
-                       "caption_row": captions.get(c["clip_id"])} for c in clips],
+                       "told": (captions.get(c["clip_id"]) or {}).get("told"), "caption_row": captions.get(c["clip_id"])} for c in clips],
         })  # fmt: skip
     return out
 
