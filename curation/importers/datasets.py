@@ -40,6 +40,20 @@ def _load_json(path: Path, parsed: Parsed):
         return None
 
 
+def _load_videos(source: Path, parsed: Parsed, wrapper: str | None, expected: str) -> dict | None:
+    """The object of video id -> entry of a dataset file (under `wrapper` when the file has
+    one), or None with an `unreadable_source` problem."""
+    data = _load_json(source, parsed)
+    if data is None:
+        return None
+    if wrapper and isinstance(data, dict):
+        data = data.get(wrapper, data)
+    if not isinstance(data, dict):
+        parsed.problems.append(Problem(source.name, "unreadable_source", f"{source.name}: expected {expected}, got {type(data).__name__}"))
+        return None
+    return data
+
+
 def _number(value) -> float | None:
     if isinstance(value, bool):
         return None
@@ -93,13 +107,8 @@ def _entry_problem(parsed: Parsed, label: str, why: str, dropped: int = 1) -> No
 # ---- ActivityNet Captions --------------------------------------------------------------------------------
 def read_activitynet(source: Path) -> Parsed:
     parsed = Parsed.empty()
-    data = _load_json(source, parsed)
-    if data is None:
-        return parsed
-    if not isinstance(data, dict):
-        parsed.problems.append(Problem(source.name, "unreadable_source", f"{source.name}: expected an object of video ids, got {type(data).__name__}"))
-        return parsed
-    for vid, entry in data.items():
+    data = _load_videos(source, parsed, None, "an object of video ids")
+    for vid, entry in (data or {}).items():
         label = f"{source.name} {vid}"
         times = entry.get("timestamps") if isinstance(entry, dict) else None
         sentences = entry.get("sentences") if isinstance(entry, dict) else None
@@ -120,14 +129,8 @@ def read_activitynet(source: Path) -> Parsed:
 # ---- YouCook2 ------------------------------------------------------------------------------------------------
 def read_youcook2(source: Path) -> Parsed:
     parsed = Parsed.empty()
-    data = _load_json(source, parsed)
-    if data is None:
-        return parsed
-    database = data.get("database", data) if isinstance(data, dict) else None
-    if not isinstance(database, dict):
-        parsed.problems.append(Problem(source.name, "unreadable_source", f"{source.name}: expected {{'database': {{id: ...}}}}"))
-        return parsed
-    for vid, entry in database.items():
+    database = _load_videos(source, parsed, "database", "{'database': {id: ...}}")
+    for vid, entry in (database or {}).items():
         label = f"{source.name} {vid}"
         annotations = entry.get("annotations") if isinstance(entry, dict) else None
         if not isinstance(annotations, list):
@@ -187,14 +190,8 @@ def ego4d_text(text: str) -> str:
 
 def read_ego4d(source: Path, max_span_s: float = EGO4D_MAX_SPAN_S) -> Parsed:
     parsed = Parsed.empty()
-    data = _load_json(source, parsed)
-    if data is None:
-        return parsed
-    data = data.get("videos", data) if isinstance(data, dict) else data
-    if not isinstance(data, dict):
-        parsed.problems.append(Problem(source.name, "unreadable_source", f"{source.name}: expected an object of video uids"))
-        return parsed
-    for uid, entry in data.items():
+    data = _load_videos(source, parsed, "videos", "an object of video uids")
+    for uid, entry in (data or {}).items():
         label = f"{source.name} {uid}"
         passes = [entry.get(p) for p in ("narration_pass_1", "narration_pass_2")] if isinstance(entry, dict) else []
         narrations = next((p.get("narrations") for p in passes if isinstance(p, dict) and isinstance(p.get("narrations"), list)), None)
