@@ -49,7 +49,7 @@ def test_unknown_stage_lists_the_known_ones():
 
 def test_literal_value_lists_allowed_values():
     msg = error_of(base(stages=[{"stage": "segment", "detector": "histogram"}]))
-    assert "stages[0] (segment).detector: 'histogram' is not allowed; allowed values: 'content' or 'adaptive'" in msg
+    assert "stages[0] (segment).detector: 'histogram' is not allowed; allowed values: 'content', 'adaptive' or 'transnetv2'" in msg
 
 
 def test_cross_field_rule_is_explained():

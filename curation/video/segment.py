@@ -2,46 +2,82 @@
 
 Three steps, each a plain function:
 1. `detect_cuts`: PySceneDetect's own detectors (content or adaptive) fed with frames that
-   decord decodes already downscaled (the expensive part of the CLI is full-size decoding);
+   decord decodes already downscaled (the expensive part of the CLI is full-size decoding), their
+   flashes and camera moves dropped; or TransNetV2 (`transnet.py`), which also finds dissolves
+   and fades;
 2. `normalise_clips`: merge scenes shorter than `min_clip_s`, split those longer than
-   `max_clip_s` (at the quietest frame, or evenly);
+   `max_clip_s` into the fewest pieces that fit (each cut at the quietest frame that keeps the
+   rest feasible, or evenly);
 3. `group_windows`: consecutive clips grouped into windows of at most `window_max_s`, cut only
-   at clip boundaries (VST's loader keeps at most 192 s of a window at 2 fps).
+   at clip boundaries (VST's loader keeps at most 192 s of a window at 2 fps), preferring shot
+   boundaries near the cap, with no short last window.
 `vst_frame_indices` says which source frames VST's loader takes for a clip (spec section 2).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from scenedetect import AdaptiveDetector, ContentDetector
 from scenedetect.common import FrameTimecode
+from scenedetect.detector import FlashFilter
 
-from curation.video.clock import EPS_S, FrameClock
+from curation.video.clock import EPS_S, FrameClock, decord_frame_times
 from curation.video.decode import iter_frames
+from curation.video.spikes import SpikeCheck, content_distance
 
 VST_FPS = 2.0
 VST_MAX_FRAMES = 384  # FPS_MAX_FRAMES in VST's recipe: 192 s at 2 fps
 # Content-score units a split may trade for being one max-length away from the even split point.
 QUIET_DISTANCE_WEIGHT = 1.0
+# A window that does not reach the video's end ends at a shot boundary found this close to the cap.
+WINDOW_TAIL_S = 30.0
+# No last window shorter than this: VST's RL rollouts think once per chunk of 5,000-6,000 visual
+# tokens, at most ~24 s of video (at least 256 tokens a second at 2 fps: 20-23 s; 280-384 frames
+# over 8 turns: 17-24 s); a window shorter than a chunk gets no thinking turn (spec section 3).
+MIN_WINDOW_S = 30.0
+DetectorKind = Literal["content", "adaptive", "transnetv2"]
+FilterMode = Literal["auto", "merge", "suppress"]
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    kind: Literal["content", "adaptive"] = "content"
+    kind: DetectorKind = "content"
     threshold: float = 27.0  # ContentDetector threshold (PySceneDetect's default)
     adaptive_threshold: float = 3.0  # AdaptiveDetector's first parameter (not `threshold`)
-    min_scene_len: int = 15  # frames, PySceneDetect's default
-    detect_width: int = 128  # frames are decoded at most this wide for detection
+    min_scene_len_s: float = 0.6  # seconds (the scenedetect CLI's default), frames = round(s * fps)
+    detect_width: int = 128  # frames are decoded at most this wide for detection (content/adaptive)
+    transnet_threshold: float = 0.4  # TransNetV2 cut probability (NeMo Curator's tutorials)
+    # How PySceneDetect's FlashFilter enforces min_scene_len: "auto" = what the library's own
+    # detector does (content and transnetv2 merge; adaptive suppresses, as AdaptiveDetector does).
+    filter_mode: FilterMode = "auto"
+    flash_max_s: float = 0.2  # a spike whose picture returns within this is a flash, not a cut; 0 = off
+    pan_filter: bool = True  # a spike explained by a global camera translation (a whip pan) is no cut
+
+    def min_scene_frames(self, fps: float) -> int:
+        return max(0, int(round(self.min_scene_len_s * fps)))
+
+    def flash_frames(self, fps: float) -> int:
+        return max(0, int(round(self.flash_max_s * fps)))
+
+    def resolved_filter_mode(self) -> str:
+        if self.filter_mode != "auto":
+            return self.filter_mode
+        return "suppress" if self.kind == "adaptive" else "merge"
 
     def build(self):
+        """PySceneDetect's own detector with its minimum scene length OFF: it proposes every frame
+        above its threshold; `detect_cuts` checks the proposals, then enforces the minimum length
+        with PySceneDetect's FlashFilter (the same filter the detector would have used)."""
         if self.kind == "adaptive":
-            return AdaptiveDetector(adaptive_threshold=self.adaptive_threshold, min_scene_len=self.min_scene_len)
-        return ContentDetector(threshold=self.threshold, min_scene_len=self.min_scene_len)
+            return AdaptiveDetector(adaptive_threshold=self.adaptive_threshold, min_scene_len=0)
+        if self.kind == "content":
+            return ContentDetector(threshold=self.threshold, min_scene_len=0)
+        raise ValueError(f"{self.kind} is not a PySceneDetect frame-score detector")
 
 
 @dataclass(frozen=True)
@@ -49,8 +85,12 @@ class Detection:
     fps: float
     frame_count: int
     cuts: list[int]  # frame numbers where a new scene starts (never 0)
-    scores: np.ndarray  # per-frame content score (difference to the previous frame)
+    # per-frame score of a cut starting at that frame: the content score (difference to the previous
+    # frame, 0-255) for content/adaptive, the probability (0-1) for transnetv2
+    scores: np.ndarray
     times: np.ndarray | None = None  # time of each frame boundary 0..n (FrameClock.boundary_times)
+    # proposed cuts found not to be cuts: frame -> "flash" or "camera_motion"
+    suppressed: dict[int, str] = field(default_factory=dict)
 
     def boundary_times(self) -> np.ndarray:
         if self.times is not None:
@@ -65,26 +105,85 @@ def detect_cuts(
     size: tuple[int, int] | None = None,
     clock: FrameClock | None = None,
 ) -> Detection:
-    """Cuts by frame number; `clock` (default: read from the file) gives the frames' real times."""
+    """Cuts by frame number; `clock` (default: read from the file) gives the frames' real times.
+
+    content/adaptive: PySceneDetect's detector proposes the frames above its threshold, each
+    proposal is dropped if it is a flash or a camera move (`SpikeCheck`), and PySceneDetect's
+    FlashFilter then enforces `min_scene_len_s` on what is left. transnetv2: one proposal per run of
+    frames above `transnet_threshold` (curation/video/transnet.py), dropped if it falls on a flash or
+    a camera move (the same check on the network's own 48x27 frames), then the same FlashFilter."""
     clock = clock or FrameClock.of_path(path)
     fps = fps or clock.fps
+    if config.kind == "transnetv2":
+        scores, proposed, suppressed = _transnet_proposals(path, config, fps)
+    else:
+        scores, proposed, suppressed = _content_proposals(path, config, fps, size)
+    frame_count = len(scores)
+    cuts = min_scene_len_filter(proposed, frame_count, fps, config.min_scene_frames(fps), config.resolved_filter_mode())
+    cuts = sorted({c for c in cuts if 0 < c < frame_count})
+    times = clock.boundary_times() if clock.frame_count == frame_count else None
+    return Detection(fps=fps, frame_count=frame_count, cuts=cuts, scores=np.asarray(scores, dtype=np.float64), times=times, suppressed=suppressed)
+
+
+def _content_proposals(path, config: DetectorConfig, fps: float, size) -> tuple[np.ndarray, list[int], dict[int, str]]:
     detector = config.build()
-    cuts: list[int] = []
+    check = SpikeCheck(config.flash_frames(fps), config.pan_filter)
     scores: list[float] = []
     last = None
     for index, frame in iter_frames(path, target_width=config.detect_width, size=size):
         timecode = FrameTimecode(index, fps)
-        cuts.extend(tc.frame_num for tc in detector.process_frame(timecode, frame))
+        proposed = [tc.frame_num for tc in detector.process_frame(timecode, frame)]
         # The per-frame score is kept on the detector; PySceneDetect exposes it publicly only
         # through a StatsManager, which would also compute edges we do not use.
         scores.append(float(getattr(detector, "_frame_score", None) or 0.0))
+        check.push(index, frame, proposed, scores)
         last = timecode
     if last is not None:
-        cuts.extend(tc.frame_num for tc in detector.post_process(last))
-    frame_count = len(scores)
-    cuts = sorted({c for c in cuts if 0 < c < frame_count})
-    times = clock.boundary_times() if clock.frame_count == frame_count else None
-    return Detection(fps=fps, frame_count=frame_count, cuts=cuts, scores=np.asarray(scores, dtype=np.float64), times=times)
+        check.push(None, None, [tc.frame_num for tc in detector.post_process(last)], scores)
+    kept, suppressed = check.finish(scores)
+    return np.asarray(scores, dtype=np.float64), kept, suppressed
+
+
+def _transnet_proposals(path, config: DetectorConfig, fps: float) -> tuple[np.ndarray, list[int], dict[int, str]]:
+    """TransNetV2 fires on some flashes and whip pans too (it did on this project's test video):
+    while the network's frames are decoded, every frame whose content jump (ContentDetector's
+    score, on the 48x27 frames) reaches `threshold` is put through `SpikeCheck`, and a proposal
+    on a frame found to be a flash or a camera move is dropped. Gradual transitions (dissolves,
+    fades) have no such jump and are never checked."""
+    from curation.video import transnet  # imports torch: only when asked for
+
+    check = SpikeCheck(config.flash_frames(fps), config.pan_filter)
+    jumps: list[float] = []
+    previous: list[np.ndarray] = []
+
+    def on_chunk(start: int, frames_rgb: np.ndarray) -> None:
+        for offset, rgb in enumerate(frames_rgb):
+            bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+            hsv = check.hsv_of(start + offset, bgr)
+            jumps.append(content_distance(previous[0], hsv) if previous else 0.0)
+            previous[:] = [hsv]
+            index = start + offset
+            check.push(index, bgr, [index] if index > 0 and jumps[-1] >= config.threshold else [], jumps)
+
+    probabilities, _ = transnet.frame_probabilities(path, on_chunk=on_chunk if check.active else None)
+    _, spikes = check.finish(jumps)
+    scores = transnet.boundary_scores(probabilities)
+    proposed = transnet.transnet_cuts(scores, config.transnet_threshold)
+    suppressed = {c: spikes[c] for c in proposed if c in spikes}
+    return scores, [c for c in proposed if c not in suppressed], suppressed
+
+
+def min_scene_len_filter(proposed: list[int], frame_count: int, fps: float, min_frames: int, mode: str) -> list[int]:
+    """PySceneDetect's own FlashFilter (MERGE or SUPPRESS) over the proposed cut frames, fed frame
+    by frame exactly as its detectors feed it."""
+    if not proposed:
+        return []
+    flt = FlashFilter(mode=FlashFilter.Mode.SUPPRESS if mode == "suppress" else FlashFilter.Mode.MERGE, length=int(min_frames))
+    marked = set(proposed)
+    cuts: list[int] = []
+    for i in range(frame_count):
+        cuts.extend(tc.frame_num for tc in flt.filter(FrameTimecode(i, fps), i in marked))
+    return cuts
 
 
 @dataclass(frozen=True)
@@ -130,52 +229,133 @@ def normalise_clips(
 
 
 def _split(span: ClipSpan, scores: np.ndarray, times: np.ndarray, min_s: float, max_s: float, mode: str) -> list[ClipSpan]:
+    """A scene longer than max_s in the fewest pieces that fit: ceil(length / max_s)."""
     a, b = span.start_frame, span.end_frame
     if times[b] - times[a] <= max_s + EPS_S or b - a < 2:
         return [span]
+    pieces = min(math.ceil((times[b] - times[a]) / max_s - EPS_S), b - a)
     if mode == "even":
-        pieces = math.ceil((times[b] - times[a]) / max_s - EPS_S)
         targets = [times[a] + i * (times[b] - times[a]) / pieces for i in range(1, pieces)]
         inner = [a + 1 + int(np.argmin(np.abs(times[a + 1 : b] - t))) for t in targets]
         edges = [a, *sorted(set(inner)), b]
     else:
-        # Cut where the picture changes least. With max >= 2 * min (the recipe enforces it) any
-        # remainder of at least min can itself be split within the bounds.
-        edges = [a]
-        while times[b] - times[edges[-1]] > max_s + EPS_S:
-            e = edges[-1]
-            lo = int(np.searchsorted(times, times[e] + min_s - EPS_S, side="left"))
-            hi = int(np.searchsorted(times, min(times[e] + max_s, times[b] - min_s) + EPS_S, side="right")) - 1
-            lo, hi = max(lo, e + 1), min(hi, b - 1)
-            hi = max(hi, lo)
-            # Among quiet frames prefer the one nearest an even split (no 2 s + 10 s pairs).
-            pieces_left = math.ceil((times[b] - times[e]) / max_s - EPS_S)
-            ideal = times[e] + (times[b] - times[e]) / pieces_left
-            candidates = np.arange(lo, hi + 1)
-            cost = scores[lo : hi + 1] + QUIET_DISTANCE_WEIGHT * np.abs(times[candidates] - ideal) / max_s
-            edges.append(lo + int(np.argmin(cost)))
-        edges.append(b)
-    pieces = []
+        edges = _quietest_edges(a, b, scores, times, min_s, max_s, pieces)
+    out = []
     for i, (x, y) in enumerate(zip(edges, edges[1:])):
         if i == 0:
-            pieces.append(ClipSpan(x, y, span.boundary, span.cut_score))
+            out.append(ClipSpan(x, y, span.boundary, span.cut_score))
         else:
-            pieces.append(ClipSpan(x, y, "split", float(scores[x])))
-    return pieces
+            out.append(ClipSpan(x, y, "split", float(scores[x])))
+    return out
 
 
-def group_windows(clips: list[ClipSpan], fps: float, window_max_s: float, times: np.ndarray | None = None) -> list[list[ClipSpan]]:
-    """Greedy: add clips to the current window while it stays within window_max_s. `times`: the
-    frame boundary times (Detection.boundary_times); without them, a constant `fps`."""
+def _quietest_edges(a: int, b: int, scores: np.ndarray, times: np.ndarray, min_s: float, max_s: float, pieces: int) -> list[int]:
+    """Frame boundaries a, c1 .. c(pieces-1), b. Each cut is the quietest frame (lowest content
+    score; QUIET_DISTANCE_WEIGHT breaks near-ties towards the even split) among those that keep
+    the rest feasible: with p pieces left, the piece is in [min_s, max_s] and the remainder in
+    [(p - 1) * min_s, (p - 1) * max_s], so every later cut has a range too (max_s >= 2 * min_s,
+    as the recipe enforces, makes ceil(length / max_s) pieces of at least min_s possible). When
+    the range holds no frame boundary (narrower than a frame) the nearest boundary that keeps the
+    rest feasible is taken: that piece is then off its bound by less than one frame, and the
+    error does not add up over the pieces that follow."""
+    edges = [a]
+    for left in range(pieces, 1, -1):  # pieces left, the one being cut included
+        e = edges[-1]
+        lo_t = max(times[e] + min_s, times[b] - (left - 1) * max_s)
+        hi_t = min(times[e] + max_s, times[b] - (left - 1) * min_s)
+        lo = int(np.searchsorted(times, lo_t - EPS_S, side="left"))  # first boundary >= lo_t
+        hi = int(np.searchsorted(times, hi_t + EPS_S, side="right")) - 1  # last boundary <= hi_t
+        first, last = e + 1, b - (left - 1)  # every piece keeps at least one frame
+        lo, hi = min(max(lo, first), last), max(min(hi, last), first)
+        if lo > hi:  # no boundary in the range: the nearest one that keeps the rest feasible
+            rest_lo, rest_hi = times[b] - (left - 1) * max_s, times[b] - (left - 1) * min_s
+
+            def off(c: int) -> tuple[float, float]:
+                rest = max(rest_lo - EPS_S - times[c], times[c] - rest_hi - EPS_S, 0.0)
+                return rest, max(lo_t - times[c], times[c] - hi_t, 0.0)
+
+            edges.append(min((hi, lo), key=off))
+            continue
+        ideal = times[e] + (times[b] - times[e]) / left
+        candidates = np.arange(lo, hi + 1)
+        cost = scores[lo : hi + 1] + QUIET_DISTANCE_WEIGHT * np.abs(times[candidates] - ideal) / max_s
+        edges.append(lo + int(np.argmin(cost)))
+    edges.append(b)
+    return edges
+
+
+def group_windows(
+    clips: list[ClipSpan],
+    fps: float,
+    window_max_s: float,
+    times: np.ndarray | None = None,
+    *,
+    tail_s: float = WINDOW_TAIL_S,
+    min_window_s: float = MIN_WINDOW_S,
+) -> list[list[ClipSpan]]:
+    """Consecutive clips in windows of at most window_max_s, cut only at clip boundaries. `times`:
+    the frame boundary times (Detection.boundary_times); without them, a constant `fps`.
+
+    A window takes clips while it fits; if it does not reach the end of the video it ends at the
+    last shot boundary (a clip whose boundary is "scene_cut") within its last `tail_s` seconds
+    before the cap, if there is one. A last window shorter than `min_window_s` (taken as at most
+    half of window_max_s) shares the clips of the one before so that both are at least
+    min_window_s: split at a shot boundary if one allows it, else as evenly as the clips allow.
+    (A last window never fits together with the one before: a window ends before the video does
+    only when the rest does not fit in it.)"""
+    if not clips:
+        return []
     if times is None:
-        times = np.arange((clips[-1].end_frame if clips else 0) + 1, dtype=np.float64) / fps
+        times = np.arange(clips[-1].end_frame + 1, dtype=np.float64) / fps
+    starts = [float(times[c.start_frame]) for c in clips]
+    ends = [float(times[c.end_frame]) for c in clips]
+    min_w = min(min_window_s, window_max_s / 2)
     windows: list[list[ClipSpan]] = []
-    for clip in clips:
-        if windows and times[clip.end_frame] - times[windows[-1][0].start_frame] <= window_max_s + EPS_S:
-            windows[-1].append(clip)
-        else:
-            windows.append([clip])
+    i, n = 0, len(clips)
+    while i < n:
+        ws, j = starts[i], i
+        while j + 1 < n and ends[j + 1] - ws <= window_max_s + EPS_S:
+            j += 1
+        if j + 1 < n:
+            earliest = ws + max(window_max_s - tail_s, min_w) - EPS_S
+            for k in range(j, i - 1, -1):  # k: the window's last clip
+                if ends[k] < earliest:
+                    break
+                if clips[k + 1].boundary == "scene_cut":
+                    j = k
+                    break
+        windows.append(clips[i : j + 1])
+        i = j + 1
+    if len(windows) >= 2:
+        last = windows[-1]
+        if times[last[-1].end_frame] - times[last[0].start_frame] < min_w - EPS_S:
+            windows[-2:] = _share_last_windows(windows[-2], last, times, window_max_s, min_w)
     return windows
+
+
+def _share_last_windows(
+    prev: list[ClipSpan], last: list[ClipSpan], times: np.ndarray, window_max_s: float, min_w: float
+) -> list[list[ClipSpan]]:
+    """The clips of the last two windows shared by two windows that are both within [min_w,
+    window_max_s]: split at the shot boundary nearest the middle, else at the clip boundary
+    nearest the middle. If no split allows both bounds (clips too long for them), the split that
+    keeps both within window_max_s and the shorter window longest. (The two never fit in one
+    window: group_windows ends a window early only when the rest of the video does not fit.)"""
+    both = prev + last
+    ws, we = float(times[both[0].start_frame]), float(times[both[-1].end_frame])
+    options = []  # (split index, length before, length after)
+    for k in range(1, len(both)):
+        t = float(times[both[k].start_frame])
+        if t - ws <= window_max_s + EPS_S and we - t <= window_max_s + EPS_S:
+            options.append((k, t - ws, we - t))
+    fitting = [o for o in options if min(o[1], o[2]) >= min_w - EPS_S]
+    if fitting:
+        k = min(fitting, key=lambda o: (both[o[0]].boundary != "scene_cut", abs(o[1] - o[2]), o[0]))[0]
+    elif options:
+        k = max(options, key=lambda o: (min(o[1], o[2]), -o[0]))[0]
+    else:
+        k = len(prev)
+    return [both[:k], both[k:]]
 
 
 def vst_frame_count(
@@ -193,15 +373,9 @@ def vst_frame_count(
     return n + (n % 2)
 
 
-def decord_frame_times(fps: float, frame_count: int) -> np.ndarray:
-    """The per-frame timestamps VST's loader reads (`vr._frame_pts[:, 1]`) for a constant-rate
-    video: decord stores each frame's END time, (i + 1) / fps, as float32. Checked bit for bit
-    against decord on H.264 files at 25, 30 and 29.97 fps (tests/test_segment.py)."""
-    return ((np.arange(frame_count, dtype=np.float64) + 1.0) / fps).astype(np.float32)
-
-
 def video_frame_times(reader) -> np.ndarray:
-    """The same timestamps read from an open decord VideoReader (exact for variable frame rates)."""
+    """The timestamps `decord_frame_times` computes, read from an open decord VideoReader (exact for
+    variable frame rates; FrameClock.of_reader reads them the same way)."""
     return reader.get_frame_timestamp(list(range(len(reader))))[:, 1]
 
 

@@ -7,7 +7,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from curation.video.segment import (
+    MIN_WINDOW_S,
     VST_MAX_FRAMES,
+    WINDOW_TAIL_S,
     DetectorConfig,
     detect_cuts,
     group_windows,
@@ -20,15 +22,28 @@ from pipelines.stage import Stage, StageContext, StageParams, failed
 
 class SegmentParams(StageParams):
     stage: Literal["segment"] = "segment"
-    detector: Literal["content", "adaptive"] = "content"
-    threshold: float = Field(27.0, ge=0, le=255, description="ContentDetector threshold")
+    detector: Literal["content", "adaptive", "transnetv2"] = "content"
+    threshold: float = Field(27.0, ge=0, le=255, description="ContentDetector threshold (transnetv2: the content jump its flash and pan check looks at)")
     adaptive_threshold: float = Field(3.0, gt=0, description="AdaptiveDetector threshold")
-    min_scene_len: int = Field(15, ge=1, description="frames; shorter scenes are not cut")
-    detect_width: int = Field(128, ge=16, le=4096, description="detection runs on frames this wide")
+    transnet_threshold: float = Field(0.4, gt=0, lt=1, description="TransNetV2 cut probability (NeMo Curator's tutorials: 0.4)")
+    min_scene_len_s: float = Field(0.6, ge=0, description="seconds; a cut this close after the previous one is not a new scene")
+    filter_mode: Literal["auto", "merge", "suppress"] = Field("auto", description="how PySceneDetect's FlashFilter drops cuts closer than min_scene_len_s")
+    flash_max_s: float = Field(0.2, ge=0, le=2, description="a spike whose picture returns within this is a flash, not a cut (0: off)")
+    pan_filter: bool = Field(True, description="a spike explained by a global camera translation (a whip pan) is not a cut")
+    detect_width: int = Field(128, ge=16, le=4096, description="content/adaptive detection runs on frames this wide")
     min_clip_s: float = Field(2.0, gt=0, description="shorter scenes are merged into a neighbour")
     max_clip_s: float = Field(10.0, gt=0, description="longer scenes are split")
     split: Literal["quietest", "even"] = "quietest"
     window_max_s: float = Field(192.0, gt=0, le=VST_MAX_FRAMES / 2, description="VST keeps at most 192 s of a window")
+    window_tail_s: float = Field(WINDOW_TAIL_S, ge=0, description="a window ends at a scene cut within this many seconds before the cap")
+    min_window_s: float = Field(MIN_WINDOW_S, ge=0, description="no shorter last window (at most window_max_s / 2 is used): one RL thinking chunk")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "min_scene_len" in data:
+            raise ValueError("min_scene_len (frames) was replaced by min_scene_len_s, in seconds (0.6 = 15 frames at 25 fps)")
+        return data
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -39,7 +54,17 @@ class SegmentParams(StageParams):
         return self
 
     def detector_config(self) -> DetectorConfig:
-        return DetectorConfig(self.detector, self.threshold, self.adaptive_threshold, self.min_scene_len, self.detect_width)
+        return DetectorConfig(
+            kind=self.detector,
+            threshold=self.threshold,
+            adaptive_threshold=self.adaptive_threshold,
+            min_scene_len_s=self.min_scene_len_s,
+            detect_width=self.detect_width,
+            transnet_threshold=self.transnet_threshold,
+            filter_mode=self.filter_mode,
+            flash_max_s=self.flash_max_s,
+            pan_filter=self.pan_filter,
+        )
 
 
 def segment_video(video: dict, params: SegmentParams) -> list[dict]:
@@ -53,7 +78,8 @@ def segment_video(video: dict, params: SegmentParams) -> list[dict]:
     times = detection.times
     clips = normalise_clips(detection, params.min_clip_s, params.max_clip_s, params.split)
     rows, index = [], 0
-    for w, window in enumerate(group_windows(clips, detection.fps, params.window_max_s, times=times)):
+    windows = group_windows(clips, detection.fps, params.window_max_s, times=times, tail_s=params.window_tail_s, min_window_s=params.min_window_s)
+    for w, window in enumerate(windows):
         window_id = f"{video['video_id']}-w{w:03d}"
         ws, we = float(times[window[0].start_frame]), float(times[window[-1].end_frame])
         for k, clip in enumerate(window):
