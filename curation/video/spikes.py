@@ -23,7 +23,12 @@ FLASH_MATCH_RATIO = 0.5
 # finds (with the motion blur of that shift, or without), leaves at most this share of the
 # difference between the two frames (`is_camera_motion`).
 PAN_MATCH_RATIO = 0.5
-PAN_MIN_OVERLAP = 0.5  # the shift must leave at least half of each axis overlapping
+# Frames darker than this (mean HSV value, 0-255) are not compared: their hue and saturation are
+# noise (a fade through black flips them), and two shots fading out and in look alike there. The
+# cost: a flash in a dark scene stays a cut.
+DARK_V = 50.0
+PAN_MIN_OVERLAP = 0.5  # the shift must leave at least half of the frame's area overlapping
+PAN_BLUR_RATIO = 0.75  # a motion-blur model must beat the same blur without the move by this much
 
 
 def content_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -110,9 +115,14 @@ class SpikeCheck:
             if a not in frames:
                 break
             for b in range(max(c, a + 2), a + self.k + 2):
-                if b in frames and content_distance(self.hsv_of(a), self.hsv_of(b)) <= FLASH_MATCH_RATIO * score:
+                if b not in frames or self._dark(a) or self._dark(b):
+                    continue  # near-black frames all look alike: a fade through black, not a flash
+                if content_distance(self.hsv_of(a), self.hsv_of(b)) <= FLASH_MATCH_RATIO * score:
                     return True
         return False
+
+    def _dark(self, i: int) -> bool:
+        return float(self.hsv_of(i)[:, :, 2].mean()) < DARK_V
 
 
 def shift_peaks(prev: np.ndarray, cur: np.ndarray, count: int = 3) -> list[tuple[int, int]]:
@@ -178,19 +188,26 @@ def is_camera_motion(prev: np.ndarray, cur: np.ndarray, hints: list[tuple[int, i
         if (dx, dy) in seen or (abs(dx) < 1 and abs(dy) < 1):  # no shift: no motion explains the change
             continue
         seen.add((dx, dy))
-        if abs(dx) > (1 - PAN_MIN_OVERLAP) * w or abs(dy) > (1 - PAN_MIN_OVERLAP) * h:
-            continue
+        if (w - abs(dx)) * (h - abs(dy)) < PAN_MIN_OVERLAP * w * h:
+            continue  # too little of the frames left to compare: anything matches a small patch
         forward = _valid_region(dx, dy, w, h, pad)  # where prev shifted by (dx, dy) has picture
         backward = _valid_region(-dx, -dy, w, h, pad)  # where cur shifted back has picture
         if forward is None or backward is None:
             continue
+        # (region, model frame, frame it must explain, the same blur without the move, or None)
+        smear_a, smear_b = _smeared(pa, dx, dy), _smeared(pb, -dx, -dy)
         models = (
-            (forward, _shifted(pa, dx, dy), pb),
-            (forward, _smeared(pa, dx, dy), pb),
-            (backward, pa, _smeared(pb, -dx, -dy)),
+            (forward, _shifted(pa, dx, dy), pb, None),
+            (forward, smear_a, pb, _shifted(smear_a, -dx / 2, -dy / 2)),
+            (backward, smear_b, pa, _shifted(smear_b, dx / 2, dy / 2)),
         )
-        for region, x, y in models:
+        for region, x, y, blur_only in models:
             still = content_distance(pa[region], pb[region])
-            if still > 0 and content_distance(x[region], y[region]) <= PAN_MATCH_RATIO * still:
+            moved = content_distance(x[region], y[region])
+            if still <= 0 or moved > PAN_MATCH_RATIO * still:
+                continue
+            # A blur explains a smooth frame (a gradient, a sky) whichever way it goes: the move
+            # must explain clearly more than the blur alone.
+            if blur_only is None or moved <= PAN_BLUR_RATIO * content_distance(blur_only[region], y[region]):
                 return True
     return False
