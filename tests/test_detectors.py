@@ -261,3 +261,17 @@ def test_recipe_keys_for_the_detectors():
         parse_recipe(recipe(min_scene_len=15))
     with pytest.raises(RecipeError, match="transnet_threshold"):
         parse_recipe(recipe(transnet_threshold=1.5))
+
+
+@pytest.mark.parametrize("kind", ["content", "adaptive"])
+def test_a_video_in_time_ranges_gives_the_cuts_of_one_pass(videos, kind):
+    """range_workers: the ranges are decoded in other processes and joined; every score, cut and
+    suppressed spike is that of one pass over the video (150 frames: 2 ranges meet at frame 75, 3
+    ranges at 50 and at the hard cut, 100)."""
+    config = DetectorConfig(kind=kind)
+    one = detect_cuts(videos["spikes"], config)
+    for workers in (2, 3):
+        ranged = detect_cuts(videos["spikes"], config, range_workers=workers, range_min_s=0)
+        assert ranged.cuts == one.cuts and ranged.suppressed == one.suppressed
+        assert np.array_equal(ranged.scores, one.scores)
+    assert detect_cuts(videos["spikes"], config, range_workers=2, range_min_s=3600).cuts == one.cuts  # short: one pass

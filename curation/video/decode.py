@@ -27,25 +27,28 @@ def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
 
 
 def iter_frames(
-    path: str | Path, target_width: int = 0, batch: int = 64, size: tuple[int, int] | None = None
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (frame index, BGR uint8 frame) for every frame, decoded at most target_width wide.
-    `size` = (width, height) of the video when known (saves opening it twice)."""
+    path: str | Path, target_width: int = 0, batch: int = 64, size: tuple[int, int] | None = None,
+    start: int = 0, stop: int | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
+    """Yield (frame index, BGR uint8 frame) for frames [start, stop) (default: all), decoded at
+    most target_width wide. `size` = (width, height) of the video when known (saves opening it
+    twice). A range starting past 0 is reached by the decoder's seek to the keyframe before it:
+    the same pixels as decoding from the start."""
     if size is None:
         probe = open_reader(path)
         size = probe[0].shape[1::-1]
         del probe
     w, h = scaled_size(size[0], size[1], target_width)
     reader = open_reader(path, width=w, height=h) if (w, h) != tuple(size) else open_reader(path)
-    n = len(reader)
-    for start in range(0, n, batch):
-        frames = reader.get_batch(list(range(start, min(n, start + batch)))).asnumpy()
+    n = len(reader) if stop is None else min(stop, len(reader))
+    for first in range(max(0, start), n, batch):
+        frames = reader.get_batch(list(range(first, min(n, first + batch)))).asnumpy()
         # decord gives RGB; PySceneDetect's detectors expect OpenCV's BGR order. One cvtColor
         # over the whole batch (seen as one tall image) is far cheaper than one per frame.
         count, height = frames.shape[0], frames.shape[1]
         bgr = cv2.cvtColor(frames.reshape(count * height, frames.shape[2], 3), cv2.COLOR_RGB2BGR).reshape(frames.shape)
         for offset in range(count):
-            yield start + offset, bgr[offset]
+            yield first + offset, bgr[offset]
 
 
 def read_frames(path: str | Path, indices: list[int], target_width: int = 0) -> np.ndarray:

@@ -104,6 +104,8 @@ def detect_cuts(
     fps: float | None = None,
     size: tuple[int, int] | None = None,
     clock: FrameClock | None = None,
+    range_workers: int = 1,
+    range_min_s: float = 60.0,
 ) -> Detection:
     """Cuts by frame number; `clock` (default: read from the file) gives the frames' real times.
 
@@ -111,11 +113,17 @@ def detect_cuts(
     proposal is dropped if it is a flash or a camera move (`SpikeCheck`), and PySceneDetect's
     FlashFilter then enforces `min_scene_len_s` on what is left. transnetv2: one proposal per run of
     frames above `transnet_threshold` (curation/video/transnet.py), dropped if it falls on a flash or
-    a camera move (the same check on the network's own 48x27 frames), then the same FlashFilter."""
+    a camera move (the same check on the network's own 48x27 frames), then the same FlashFilter.
+
+    `range_workers` > 1: a content/adaptive video of at least `range_min_s` is decoded in that many
+    time ranges at once (processes), so that one long file does not keep one core busy while the
+    other waits; the result is the same as one pass (`_content_proposals`, `own`)."""
     clock = clock or FrameClock.of_path(path)
     fps = fps or clock.fps
     if config.kind == "transnetv2":
         scores, proposed, suppressed = _transnet_proposals(path, config, fps)
+    elif range_workers > 1 and clock.duration_s >= range_min_s and clock.frame_count >= 4 * range_workers * RANGE_PRE_FRAMES:
+        scores, proposed, suppressed = _content_proposals_in_ranges(path, config, fps, size, clock.frame_count, range_workers)
     else:
         scores, proposed, suppressed = _content_proposals(path, config, fps, size)
     frame_count = len(scores)
@@ -125,12 +133,25 @@ def detect_cuts(
     return Detection(fps=fps, frame_count=frame_count, cuts=cuts, scores=np.asarray(scores, dtype=np.float64), times=times, suppressed=suppressed)
 
 
-def _content_proposals(path, config: DetectorConfig, fps: float, size) -> tuple[np.ndarray, list[int], dict[int, str]]:
+# A time range is decoded with this many frames before it (the previous frame of a score,
+# AdaptiveDetector's rolling window) and `_range_after` frames after it (a cut proposed late,
+# SpikeCheck's look-ahead), so that each frame it owns is scored and judged as in one pass.
+RANGE_PRE_FRAMES = 16
+
+
+def _range_after(config: DetectorConfig, fps: float) -> int:
+    return config.flash_frames(fps) + SpikeCheck.MARGIN + RANGE_PRE_FRAMES
+
+
+def _content_proposals(path, config: DetectorConfig, fps: float, size, own: tuple[int, int] | None = None) -> tuple[np.ndarray, list[int], dict[int, str]]:
+    """(scores, kept proposals, suppressed proposals) of the frames `own` = [first, stop) (default:
+    the whole video); scores of a range are those of its own frames only."""
     detector = config.build()
     check = SpikeCheck(config.flash_frames(fps), config.pan_filter)
-    scores: list[float] = []
+    start, stop = (0, None) if own is None else (max(0, own[0] - RANGE_PRE_FRAMES), own[1] + _range_after(config, fps))
+    scores: list[float] = [0.0] * start  # indexed by frame number, as SpikeCheck reads them
     last = None
-    for index, frame in iter_frames(path, target_width=config.detect_width, size=size):
+    for index, frame in iter_frames(path, target_width=config.detect_width, size=size, start=start, stop=stop):
         timecode = FrameTimecode(index, fps)
         proposed = [tc.frame_num for tc in detector.process_frame(timecode, frame)]
         # The per-frame score is kept on the detector; PySceneDetect exposes it publicly only
@@ -141,7 +162,28 @@ def _content_proposals(path, config: DetectorConfig, fps: float, size) -> tuple[
     if last is not None:
         check.push(None, None, [tc.frame_num for tc in detector.post_process(last)], scores)
     kept, suppressed = check.finish(scores)
-    return np.asarray(scores, dtype=np.float64), kept, suppressed
+    if own is None:
+        return np.asarray(scores, dtype=np.float64), kept, suppressed
+    a, b = own
+    return (np.asarray(scores[a:b], dtype=np.float64), [c for c in kept if a <= c < b],
+            {c: why for c, why in suppressed.items() if a <= c < b})  # fmt: skip
+
+
+def _content_proposals_in_ranges(path, config: DetectorConfig, fps: float, size, frame_count: int, workers: int) -> tuple[np.ndarray, list[int], dict[int, str]]:
+    """`_content_proposals` over `workers` equal ranges of frames, the first in this process and
+    the others in spawned ones (a fork would copy the decoder's threads), joined in order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    edges = np.linspace(0, frame_count, workers + 1).astype(int)
+    ranges = [(int(a), int(b)) for a, b in zip(edges, edges[1:])]
+    with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        later = [pool.submit(_content_proposals, str(path), config, fps, size, r) for r in ranges[1:]]
+        parts = [_content_proposals(path, config, fps, size, ranges[0]), *(f.result() for f in later)]
+    scores = np.concatenate([p[0] for p in parts])
+    kept = sorted(c for p in parts for c in p[1])
+    suppressed = {c: why for p in parts for c, why in p[2].items()}
+    return scores, kept, suppressed
 
 
 def _transnet_proposals(path, config: DetectorConfig, fps: float) -> tuple[np.ndarray, list[int], dict[int, str]]:

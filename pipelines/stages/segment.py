@@ -31,6 +31,8 @@ class SegmentParams(StageParams):
     flash_max_s: float = Field(0.2, ge=0, le=2, description="a spike whose picture returns within this is a flash, not a cut (0: off)")
     pan_filter: bool = Field(True, description="a spike explained by a global camera translation (a whip pan) is not a cut")
     detect_width: int = Field(128, ge=16, le=4096, description="content/adaptive detection runs on frames this wide")
+    range_workers: int = Field(2, ge=1, le=64, description="content/adaptive: a video of at least range_min_s is decoded in this many time ranges at once (processes)")
+    range_min_s: float = Field(60.0, ge=0, description="videos this long or longer are split into range_workers time ranges")
     min_clip_s: float = Field(2.0, gt=0, description="shorter scenes are merged into a neighbour")
     max_clip_s: float = Field(10.0, gt=0, description="longer scenes are split")
     split: Literal["quietest", "even"] = "quietest"
@@ -70,7 +72,8 @@ class SegmentParams(StageParams):
 def segment_video(video: dict, params: SegmentParams) -> list[dict]:
     size = (video["width"], video["height"]) if video.get("width") and video.get("height") else None
     clock = FrameClock.of_path(video["path"])
-    detection = detect_cuts(video["path"], params.detector_config(), fps=video["fps"], size=size, clock=clock)
+    detection = detect_cuts(video["path"], params.detector_config(), fps=video["fps"], size=size, clock=clock,
+                            range_workers=params.range_workers, range_min_s=params.range_min_s)  # fmt: skip
     if detection.frame_count == 0:
         return [failed("no_frames", f"{video['path']}: no frames decoded", clip_id=f"{video['video_id']}-none", video_id=video["video_id"])]
     if detection.times is None:  # the decoder gave another frame count than the index: times would be guesses
