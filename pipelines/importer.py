@@ -22,6 +22,8 @@ from curation.importers import Cue, Problem, fit_to_duration, read_source
 from curation.storage import atomic_write_bytes
 from curation.video.probe import probe_video
 
+# Formats whose annotations are one file per video, named by its stem.
+SIDECAR_SUFFIX = {"srt": ".srt", "vtt": ".vtt", "asr-words": ".json"}
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv"})
 
 
@@ -105,8 +107,11 @@ def import_annotations(fmt: str, source: Path, videos_dir: Path, out: Path, work
     report.problems.extend(problems)
 
     matched: dict[str, Path] = {}
+    claimed: set[Path] = set()  # videos some key names, with usable cues or not
     for key, cues in parsed.cues.items():
         video = match_video(key, videos)
+        if video is not None:
+            claimed.add(video)
         if video is None:
             report.keys_without_video += 1
             report.problems.append(Problem(key, "no_video", f"{key}: no video named {key}.* under {videos_dir} ({len(cues)} annotations from {parsed.origin.get(key, source.name)})", len(cues)))
@@ -114,12 +119,11 @@ def import_annotations(fmt: str, source: Path, videos_dir: Path, out: Path, work
             report.problems.append(Problem(key, "no_annotations", f"{video.name}: its annotations ({parsed.origin.get(key)}) hold no usable cue"))
         else:
             matched[key] = video
-    matched_paths = set(matched.values())
-    if fmt in ("srt", "vtt", "asr-words"):  # a video beside the others with no file of its own
+    if fmt in SIDECAR_SUFFIX:  # a video beside the others with no file of its own
         for stem, video in videos.items():
-            if video not in matched_paths and not any(match_video(k, {stem: video}) for k in parsed.cues):
+            if video not in claimed:
                 report.videos_without_annotations += 1
-                report.problems.append(Problem(video.name, "no_annotations", f"{video.name}: no {stem}.{fmt.split('-')[0] if fmt != 'asr-words' else 'json'} beside it; not in the manifest"))
+                report.problems.append(Problem(video.name, "no_annotations", f"{video.name}: no {stem}{SIDECAR_SUFFIX[fmt]} beside it; not in the manifest"))
 
     keys = sorted(matched)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
