@@ -50,8 +50,8 @@ def synthetic_window(w: int, rng: random.Random, video: dict, clips: int = 6, cl
         relations.append({"subject": eid, "predicate": f"moves {move}", "object": None, "clip_id": clip_ids[k], "time_s": k * clip_s})
         text = f"A {name} {rng.choice(VERBS)} {move} while clip {k + 1} plays; it is {rng.choice(['small', 'large', 'bright', 'dim'])}."
         thoughts.append({"clip_id": clip_ids[k], "start_s": k * clip_s, "end_s": (k + 1) * clip_s, "text": text, "entities": [name]})
-        captions.append({"clip_id": clip_ids[k], "caption": text, "entities": [name], "status": "ok"})
-    graph = {"window_id": window_id, "clip_ids": clip_ids, "entities": list(entities.values()), "relations": relations, "status": "ok"}
+        captions.append({"clip_id": clip_ids[k], "video_id": video["video_id"], "window_id": window_id, "caption": text, "entities": [name], "status": "ok"})
+    graph = {"window_id": window_id, "video_id": video["video_id"], "clip_ids": clip_ids, "entities": list(entities.values()), "relations": relations, "status": "ok"}
     end = clips * clip_s
     def nonce() -> str:
         return " ".join(rng.sample(VOCAB, 5))

@@ -21,6 +21,7 @@ import secrets
 import shutil
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -115,18 +116,50 @@ def make_temp_dir(parent: Path, suffix: str = "") -> Path:
             continue
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temp(path.parent, path.suffix)
+class AtomicFile:
+    """A binary file that appears at `path` whole or not at all: written as a temp file beside it
+    (named after this process), renamed over `path` by `commit()`; `discard()` drops it."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = _create_temp(path.parent, path.suffix)
+        self.path = path
+        self.fh = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+
+    def commit(self) -> None:
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_writer(path: Path):
+    """An AtomicFile's file object for a `with` block: committed when the block ends without an
+    error, discarded when it raises."""
+    out = AtomicFile(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        yield out.fh
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        out.discard()
         raise
+    out.commit()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_writer(path) as fh:
+        fh.write(data)
 
 
 def ensure_parent(fs: pafs.FileSystem, path: str) -> None:

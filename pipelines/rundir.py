@@ -232,10 +232,10 @@ class RunDir:
     def has_table(self, table: str) -> bool:
         return bool(self.part_files(table))
 
-    def read_part(self, path: str) -> pa.Table:
+    def read_part(self, path: str, columns: list[str] | None = None) -> pa.Table:
         """One part file (a path from `part_files`), with the table's schema when known."""
         table = posixpath.basename(posixpath.dirname(path))
-        return pq.read_table(path, filesystem=self.fs, schema=TABLES.get(table))
+        return pq.read_table(path, filesystem=self.fs, schema=TABLES.get(table), columns=columns)
 
     def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """All parts of a table (schema from curation.schemas when known); empty when none."""

@@ -61,8 +61,10 @@ class Stage:
     # Which input rows the stage processes (default: status ok).
     select: Callable[[dict], bool] = lambda row: row.get("status", "ok") == "ok"
     # Builds the input records from the run folder when they are not simply the rows of
-    # `input_table` (e.g. one record per window, holding its clips and captions).
-    load_inputs: Callable[["object", StageParams], list[dict]] | None = None
+    # `input_table` (e.g. one record per window, holding its clips and captions). A
+    # `pipelines.streaming.PartInputs` makes them part by part instead: the runner plans parts
+    # from the input keys and each part's records are built from only the rows it needs.
+    load_inputs: Callable[["object", StageParams], object] | None = None
     # "module:attribute" of a stage that is not in the registry (worker processes import it).
     ref: str | None = None
 

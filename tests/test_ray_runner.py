@@ -5,6 +5,7 @@ Ray run resumes without duplicates. One local Ray (2 CPUs, no dashboard) serves 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import ray  # noqa: E402
 import yaml
 from _process_tools import canonical, kill_when_parts
+from _streaming_fixtures import make_corpus
 
 from curation.synthetic import write_synthetic_set  # noqa: E402
 from pipelines.recipe import RecipeError, load_recipe, parse_recipe  # noqa: E402
@@ -113,6 +115,27 @@ def test_crashing_and_raising_items_fail_alone_under_ray(ray_session, tmp_path):
 
     assert comparable(got) == comparable(ref)
     assert got.read_success("clips")["failed_by_reason"] == {"stage_error": 1, "worker_crashed": 1}
+
+
+def test_streamed_stages_give_the_local_rows_and_files_under_ray(ray_session, tmp_path):
+    """check and export read their inputs part by part: on Ray each task reads its own part from
+    the run's staging folder (the driver sends a few numbers per part, never the rows)."""
+    base = make_corpus(tmp_path / "base", 120)
+    runs = {}
+    for kind, runner in (("local", LocalRunner(workers=2, part_size=7, progress=False)), ("ray", RayRunner(workers=2, part_size=7, progress=False))):
+        runs[kind] = RunDir(tmp_path / kind / "run")
+        shutil.copytree(base.root, runs[kind].root)
+        ctx = StageContext(run="run", run_root=runs[kind].uri, project_root=ROOT)
+        for name, params in (("check", {}), ("export", {"allow_unchecked": ["answer"]})):
+            stage = REGISTRY[name]
+            p = stage.params_model(**params)
+            runner.run_stage(stage, p, runs[kind], ctx, stage.load_inputs(runs[kind], p))
+    for table in ("verdicts", "export_decisions"):
+        assert canonical(runs["local"], table) == canonical(runs["ray"], table), f"table {table} differs under Ray"
+        assert runs["local"].read_plan(table) == runs["ray"].read_plan(table)
+    files = sorted(p.relative_to(runs["local"].exports_dir) for p in runs["local"].exports_dir.rglob("*") if p.is_file() and not p.is_symlink())
+    assert files and all((runs["local"].exports_dir / f).read_bytes() == (runs["ray"].exports_dir / f).read_bytes() for f in files)
+    assert not (runs["ray"].root / "_staging").exists()
 
 
 @pytest.mark.parametrize("stage", [CRASHY_IO, CRASHY_MODEL], ids=["io-actor-pool", "model-actor-pool"])

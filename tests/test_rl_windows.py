@@ -34,7 +34,7 @@ from curation.video.segment import vst_frame_count
 from pipelines.recipe import parse_recipe
 from pipelines.rundir import RunDir, atomic_write_json
 from pipelines.run import run_recipe
-from pipelines.stages.export import ExportParams, export_one, load_export_inputs, release_inputs, write_exports
+from pipelines.stages.export import ExportParams, export_one, load_export_inputs, write_exports
 
 PROJECT = Path(__file__).resolve().parents[1]
 FPS = 10  # small and slow videos render and decode fast; the rules do not depend on the size
@@ -140,7 +140,6 @@ def export_everything(run_dir: RunDir, params: ExportParams) -> dict:
     for part in run_dir.existing_parts("export_decisions"):
         run_dir.part_path("export_decisions", part).unlink()
     records = load_export_inputs(run_dir, params)
-    release_inputs()
     rows = []
     for record in records:
         row = export_one(record, params)

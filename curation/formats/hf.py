@@ -7,9 +7,14 @@ depend on what the first rows happen to hold.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from array import array
+from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 
@@ -45,9 +50,10 @@ def hf_features():
     )
 
 
-def hf_row(sft_line: str, rl: dict | None, prov: dict) -> dict:
-    """One dataset row from the exported SFT line, the RL row and the provenance."""
-    record = json.loads(sft_line)
+def hf_row(sft_line: str, rl: dict | None, prov: dict, record: list | None = None) -> dict:
+    """One dataset row from the exported SFT line (`record`: the line already parsed), the RL row
+    and the provenance."""
+    record = json.loads(sft_line) if record is None else record
     video, text = record[0]["content"]
     stream = record[1]["content"][0]
     qa = (stream.get("qa_stream") or [[None, None, None, None]])[0]
@@ -94,24 +100,49 @@ def build_dataset_dict(rows_by_subset: dict[str, list[dict]]):
     )
 
 
+class CorpusStats:
+    """The dataset card's statistics, row by row (nothing but counters and one float per row)."""
+
+    def __init__(self):
+        self.subsets: dict[str, int] = {}
+        self.videos: set[str] = set()
+        self.thoughts: list[int] = []
+        self.windows = array("d")  # summed as sum() sums a list, in row order
+        self.human_reviewed = 0
+        self.teachers: set[str] = set()
+
+    def add(self, row: dict) -> None:
+        self.subsets[row["subset"]] = self.subsets.get(row["subset"], 0) + 1
+        self.videos.add(row["video_id"])
+        self.thoughts.append(len(row["thoughts"]))
+        self.windows.append(row["video_end"] - row["video_start"])
+        self.human_reviewed += bool(row["human_reviewed"])
+        if row["teacher"]:
+            self.teachers.add(row["teacher"])
+
+    def result(self, excluded: dict[str, int]) -> dict:
+        n, windows = len(self.thoughts), self.windows
+        return {
+            "records": n,
+            "subsets": dict(sorted(self.subsets.items())),
+            "videos": len(self.videos),
+            "thoughts": sum(self.thoughts),
+            "thoughts_per_record_mean": round(sum(self.thoughts) / n, 2) if n else 0,
+            "window_seconds_mean": round(sum(windows) / n, 2) if n else 0,
+            "window_seconds_max": round(max(windows), 2) if n else 0,
+            "hours_of_video_windows": round(sum(windows) / 3600, 3),
+            "human_reviewed": self.human_reviewed,
+            "teachers": sorted(self.teachers),
+            "excluded_by_reason": dict(sorted(excluded.items())),
+        }
+
+
 def corpus_stats(rows_by_subset: dict[str, list[dict]], excluded: dict[str, int]) -> dict:
-    all_rows = [r for rows in rows_by_subset.values() for r in rows]
-    n = len(all_rows)
-    thoughts = [len(r["thoughts"]) for r in all_rows]
-    windows = [r["video_end"] - r["video_start"] for r in all_rows]
-    return {
-        "records": n,
-        "subsets": {k: len(v) for k, v in sorted(rows_by_subset.items())},
-        "videos": len({r["video_id"] for r in all_rows}),
-        "thoughts": sum(thoughts),
-        "thoughts_per_record_mean": round(sum(thoughts) / n, 2) if n else 0,
-        "window_seconds_mean": round(sum(windows) / n, 2) if n else 0,
-        "window_seconds_max": round(max(windows), 2) if n else 0,
-        "hours_of_video_windows": round(sum(windows) / 3600, 3),
-        "human_reviewed": sum(1 for r in all_rows if r["human_reviewed"]),
-        "teachers": sorted({r["teacher"] for r in all_rows if r["teacher"]}),
-        "excluded_by_reason": dict(sorted(excluded.items())),
-    }
+    stats = CorpusStats()
+    for rows in rows_by_subset.values():
+        for row in rows:
+            stats.add(row)
+    return stats.result(excluded)
 
 
 def dataset_card(name: str, stats: dict, recipe: dict | None, run: str) -> str:
@@ -178,6 +209,185 @@ Chains left out of the export, by reason:
 {yaml.safe_dump(recipe or {}, sort_keys=False).strip()}
 ```
 """
+
+
+# ---- written row by row ---------------------------------------------------------------------------
+@dataclass
+class _ColumnSize:
+    length: int = 0
+    nulls: int = 0
+    value_bytes: int = 0
+    offsets: bool = False  # strings and lists: 4 bytes an item
+    bits: bool = False  # booleans: a bit an item
+
+    @property
+    def nbytes(self) -> int:
+        bitmap = -(-self.length // 8)
+        return self.value_bytes + (bitmap if self.nulls else 0) + (4 * self.length if self.offsets else 0) + (bitmap if self.bits else 0)
+
+
+class OneChunkSize:
+    """`nbytes` of one table holding every row added (as `Table.from_pylist` of all the rows has
+    it), summed over tables of a few rows each: per column (and nested child) the lengths, nulls
+    and value bytes add up; a validity bitmap is ceil(length / 8) bytes when the column has a null."""
+
+    def __init__(self):
+        self.columns: dict[tuple, _ColumnSize] = {}
+
+    def add(self, table: pa.Table) -> None:
+        for name in table.column_names:
+            for chunk in table[name].chunks:
+                self._add((name,), chunk)
+
+    def _add(self, path: tuple, arr: pa.Array) -> None:
+        t = arr.type
+        size = self.columns.setdefault(path, _ColumnSize())
+        size.length += len(arr)
+        size.nulls += 0 if pa.types.is_null(t) else arr.null_count
+        if pa.types.is_struct(t):
+            for j in range(t.num_fields):
+                self._add((*path, t.field(j).name), arr.field(j))
+        elif pa.types.is_list(t):
+            size.offsets = True
+            start, end = arr.offsets[0].as_py(), arr.offsets[-1].as_py()
+            self._add((*path, "[]"), arr.values.slice(start, end - start))
+        elif pa.types.is_string(t) or pa.types.is_binary(t):
+            size.offsets = True
+            size.value_bytes += pc.sum(pc.binary_length(arr)).as_py() or 0
+        elif pa.types.is_boolean(t):
+            size.bits = True
+        elif not pa.types.is_null(t):
+            size.value_bytes += len(arr) * (t.bit_width // 8)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.columns.values())
+
+
+class _SplitWriter:
+    """One split: its rows written through datasets' ArrowWriter in 1,000-row batches, as
+    `save_to_disk` writes them, while their in-memory size is summed (`OneChunkSize`); at the end
+    the split is sharded as `save_to_disk` would shard it (the file is re-cut past 500 MB) and its
+    state.json and dataset_info.json are written."""
+
+    def __init__(self, folder: Path, name: str):
+        from datasets.arrow_writer import ArrowWriter
+
+        self.folder, self.name = folder / name, name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.features = hf_features()
+        self.schema = self.features.arrow_schema
+        self.path = self.folder / "data.arrow.partial"
+        self.writer = ArrowWriter(features=self.features, path=str(self.path), embed_local_files=True)
+        self.size = OneChunkSize()
+        self.rows: list[dict] = []
+        self.count = 0
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) == 1000:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.rows:
+            table = pa.Table.from_pylist(self.rows, schema=self.schema)
+            self.size.add(table)
+            self.writer.write_table(table)
+            self.count += len(self.rows)
+            self.rows = []
+
+    def close(self) -> None:
+        from datasets import config
+        from datasets.arrow_writer import get_writer_batch_size_from_data_size
+        from datasets.utils.py_utils import convert_file_size_to_int
+
+        self._flush()
+        self.writer.finalize()
+        self.writer.close()
+        nbytes = self.size.nbytes
+        shards = min(self.count, int(nbytes / convert_file_size_to_int(config.MAX_SHARD_SIZE)) + 1)
+        batch = config.DEFAULT_MAX_BATCH_SIZE
+        if nbytes > 0:
+            batch = min(batch, get_writer_batch_size_from_data_size(self.count, nbytes))
+        names = [f"data-{i:05d}-of-{shards:05d}.arrow" for i in range(shards)]
+        if shards == 1 and batch == config.DEFAULT_MAX_BATCH_SIZE:
+            self.path.rename(self.folder / names[0])
+        else:
+            self._reshard(names, batch)
+        self._write_state(names)
+
+    def _reshard(self, names: list[str], batch: int) -> None:
+        """Re-cut the written rows into `names` as `Dataset.shard(contiguous=True)` cuts them, each
+        written in `batch`-row tables (`save_to_disk` past 500 MB, or with very large rows)."""
+        from datasets.arrow_writer import ArrowWriter
+
+        div, mod = divmod(self.count, len(names))
+        sizes = [div + (1 if i < mod else 0) for i in range(len(names))]
+        with pa.OSFile(str(self.path), "rb") as source:  # read, not mapped: the split may be GBs
+            reader = pa.ipc.open_stream(source)
+            pending = pa.Table.from_batches([], schema=reader.schema)
+            for name, size in zip(names, sizes):
+                writer = ArrowWriter(features=self.features, path=str(self.folder / name), embed_local_files=True)
+                left = size
+                while left:
+                    while pending.num_rows < min(batch, left):
+                        pending = pa.concat_tables([pending, pa.Table.from_batches([reader.read_next_batch()])])
+                    take = min(batch, left)
+                    writer.write_table(pending.slice(0, take))
+                    pending, left = pending.slice(take), left - take
+                writer.finalize()
+                writer.close()
+        self.path.unlink()
+
+    def _write_state(self, names: list[str]) -> None:
+        from datasets import DatasetInfo
+        from datasets.utils.py_utils import asdict
+
+        digest = hashlib.blake2b(digest_size=8)
+        for name in names:
+            with open(self.folder / name, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        state = {"_data_files": [{"filename": n} for n in names], "_fingerprint": digest.hexdigest(), "_format_columns": None,
+                 "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False, "_split": self.name}  # fmt: skip
+        with open(self.folder / "state.json", "w", encoding="utf-8") as fh:
+            json.dump(state, fh, indent=2, sort_keys=True)
+        info = asdict(DatasetInfo(features=self.features))
+        with open(self.folder / "dataset_info.json", "w", encoding="utf-8") as fh:
+            json.dump({key: info[key] for key in sorted(info)}, fh, indent=2)
+
+
+class DatasetDictWriter:
+    """A DatasetDict written row by row, split after split (rows come in split order): the files
+    `DatasetDict.save_to_disk` writes for all the rows at once (one folder per split, sharded
+    alike, dataset_dict.json, the card as README.md), except state.json's fingerprint, a hash of
+    the split's data where `save_to_disk` hashes the pickled in-memory table."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.split: _SplitWriter | None = None
+        self.splits: list[str] = []
+
+    def add(self, split: str, row: dict) -> None:
+        if self.split is None or self.split.name != split:
+            self._close_split()
+            self.split = _SplitWriter(self.folder, split)
+            self.splits.append(split)
+        self.split.add(row)
+
+    def _close_split(self) -> None:
+        if self.split is not None:
+            self.split.close()
+            self.split = None
+
+    def close(self, card: str) -> None:
+        self._close_split()
+        if self.splits:
+            with open(self.folder / "dataset_dict.json", "w", encoding="utf-8") as fh:
+                json.dump({"splits": self.splits}, fh)
+            (self.folder / "README.md").write_text(card, encoding="utf-8")
+        else:
+            (self.folder / "README.md").write_text(card)
 
 
 def write_dataset(rows_by_subset: dict[str, list[dict]], out_dir: Path, card: str) -> Path:

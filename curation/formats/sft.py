@@ -10,6 +10,7 @@ JSONL (`counting_with_seeks.jsonl` -> `counting_seeks.jsonl`).
 from __future__ import annotations
 
 import json
+from array import array
 from pathlib import Path
 from typing import Literal
 
@@ -93,3 +94,46 @@ def write_sft(lines: list[str], jsonl: Path | str, trailing_seeks: bool = False,
     write(jsonl, data)
     write(seeks_path_for(jsonl), seeks)
     return jsonl, seeks_path_for(jsonl), offsets
+
+
+def seeks_json(offsets) -> bytes:
+    """`json.dumps(list(offsets)).encode() + b"\\n"`, made a slice at a time."""
+    parts = [", ".join(map(str, offsets[i : i + 100_000])) for i in range(0, len(offsets), 100_000)]
+    return ("[" + ", ".join(parts) + "]\n").encode()
+
+
+class SftFileWriter:
+    """One SFT JSONL and its seek index written a line at a time: the bytes `write_sft` writes for
+    all the lines at once (each offset counted as the bytes are written). Both files appear whole
+    (temp file + rename) on `commit`; `discard` leaves nothing behind."""
+
+    def __init__(self, jsonl: Path, trailing_seeks: bool = False):
+        from curation.storage import AtomicFile
+
+        self.path, self.trailing_seeks = Path(jsonl), trailing_seeks
+        self.out = AtomicFile(self.path)
+        self.offsets = array("q")
+        self.position = 0
+
+    def add(self, line: str) -> int:
+        """Append a record line; returns its line number."""
+        data = (line + "\n").encode("utf-8")
+        self.offsets.append(self.position)
+        self.out.write(data)
+        self.position += len(data)
+        return len(self.offsets) - 1
+
+    def commit(self) -> Path:
+        """Write the seek index and put both files in place; returns the seek index's path."""
+        from curation.storage import atomic_writer
+
+        seeks = seeks_json(self.offsets)
+        if self.trailing_seeks:
+            self.out.write(seeks)
+        with atomic_writer(seeks_path_for(self.path)) as fh:
+            fh.write(seeks)
+        self.out.commit()
+        return seeks_path_for(self.path)
+
+    def discard(self) -> None:
+        self.out.discard()

@@ -8,29 +8,24 @@ finished run does no work.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import multiprocessing
 import time
 import traceback
+from collections import Counter
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 
+import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from curation.schemas import TABLES, to_table
 from pipelines.rundir import RunDir
 from pipelines.stage import Stage, StageContext, StageParams, failed
+from pipelines.streaming import Part, StreamedInputs, load_part, part_name
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Part:
-    name: str
-    rows: list[dict]
 
 
 def plan_parts(rows: list[dict], key: str, part_size: int) -> list[Part]:
@@ -39,8 +34,7 @@ def plan_parts(rows: list[dict], key: str, part_size: int) -> list[Part]:
     parts = []
     for start in range(0, len(ordered), part_size):
         chunk = ordered[start : start + part_size]
-        digest = hashlib.sha1("\n".join(str(r[key]) for r in chunk).encode()).hexdigest()[:10]
-        parts.append(Part(f"part-{start // part_size:05d}-{digest}", chunk))
+        parts.append(Part(part_name(start // part_size, (r[key] for r in chunk)), chunk, len(chunk)))
     return parts
 
 
@@ -69,17 +63,22 @@ def stage_ref(stage: Stage) -> str:
     return stage.ref or stage.name
 
 
-def call_stage_by_ref(ref: str, rows: list[dict], params: StageParams, ctx: StageContext) -> list[dict]:
-    """Entry point in worker processes: stages are looked up by name or "module:attribute"
-    (a Stage holds lambdas, which do not pickle)."""
+def stage_by_ref(ref: str) -> Stage:
+    """Stages are looked up by name or "module:attribute" in workers (a Stage holds lambdas,
+    which do not pickle)."""
     if ":" in ref:
         module, attr = ref.split(":", 1)
-        stage = getattr(importlib.import_module(module), attr)
-    else:
-        # only this stage's module: importing the whole registry (teacher client, models) would
-        # cost every worker a second of start-up
-        stage = importlib.import_module(f"pipelines.stages.{ref}").STAGE
-    return call_stage(stage, rows, params, ctx)
+        return getattr(importlib.import_module(module), attr)
+    # only this stage's module: importing the whole registry (teacher client, models) would
+    # cost every worker a second of start-up
+    return importlib.import_module(f"pipelines.stages.{ref}").STAGE
+
+
+def call_stage_by_ref(ref: str, payload, params: StageParams, ctx: StageContext) -> list[dict]:
+    """Entry point in worker processes: `payload` is a part's input rows, or the staged part its
+    rows are read from here (streamed inputs: the driver never holds them)."""
+    stage = stage_by_ref(ref)
+    return call_stage(stage, load_part(stage, payload, params), params, ctx)
 
 
 def finish_rows(rows: list[dict], run: str) -> list[dict]:
@@ -98,15 +97,22 @@ class LocalRunner:
         self.progress = progress
 
     # -------------------------------------------------------------------------------------
-    def run_stage(self, stage: Stage, params: StageParams, run_dir: RunDir, ctx: StageContext, inputs: list[dict]) -> dict:
-        """Run one stage to completion; returns its summary (also written as _SUCCESS.json)."""
+    def run_stage(self, stage: Stage, params: StageParams, run_dir: RunDir, ctx: StageContext, inputs) -> dict:
+        """Run one stage to completion; returns its summary (also written as _SUCCESS.json).
+        `inputs`: the input records, or `StreamedInputs` (pipelines/streaming.py), which are
+        planned from their keys and read part by part."""
         table = stage.output_table
         if run_dir.is_complete(table):
             return run_dir.read_success(table) | {"skipped": True}
 
-        selected = [r for r in inputs if stage.select(r)]
-        parts = plan_parts(selected, stage.key, self.part_size)
-        plan = {p.name: len(p.rows) for p in parts}
+        streamed = isinstance(inputs, StreamedInputs)
+        if streamed:
+            parts = inputs.parts(self.part_size)
+            items = inputs.items
+        else:
+            selected = [r for r in inputs if stage.select(r)]
+            parts, items = plan_parts(selected, stage.key, self.part_size), len(selected)
+        plan = {p.name: p.size for p in parts}
         run_dir.write_plan(table, {"stage": stage.name, "parts": plan})
         run_dir.remove_stale_parts(table, set(plan))
         done = run_dir.existing_parts(table)
@@ -114,7 +120,7 @@ class LocalRunner:
 
         started = time.monotonic()
         bar = tqdm(
-            total=len(selected),
+            total=items,
             initial=sum(plan[name] for name in done if name in plan),
             desc=f"{stage.name:>9}",
             unit="item",
@@ -122,12 +128,16 @@ class LocalRunner:
             dynamic_ncols=True,
         )
         try:
+            if streamed:
+                pending = inputs.stage(parts, pending, table)
             for part, rows in self._execute(stage, pending, params, ctx):
                 rows = finish_rows(rows, ctx.run)
                 run_dir.write_part(table, part.name, to_table(rows, TABLES[table]))
-                bar.update(len(part.rows))
+                bar.update(part.size)
         finally:
             bar.close()
+            if streamed:
+                inputs.close()
 
         if not parts:  # an empty stage still leaves a readable (empty) table behind
             run_dir.write_part(table, "part-00000-empty", TABLES[table].empty_table())
@@ -138,7 +148,7 @@ class LocalRunner:
             "stage": stage.name,
             "parts": len(parts),
             "parts_computed": len(pending),
-            "items": len(selected),
+            "items": items,
             "seconds": round(time.monotonic() - started, 3),
         }
         run_dir.write_success(table, summary)
@@ -158,25 +168,27 @@ class LocalRunner:
         retry: list[Part] = []
         executor = self._executor(stage)
         try:
-            futures: dict[Future, Part] = {executor.submit(call_stage_by_ref, stage_ref(stage), p.rows, params, ctx): p for p in parts}
+            futures: dict[Future, Part] = {executor.submit(call_stage_by_ref, stage_ref(stage), p.payload, params, ctx): p for p in parts}
             for future in as_completed(futures):
-                part = futures[future]
+                part = futures.pop(future)  # a finished part's rows are not kept once written
                 try:
-                    yield part, future.result()
+                    rows = future.result()
                 except BrokenProcessPool:
                     retry.append(part)
+                    continue
+                yield part, rows
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
         # A worker died: parts it took down with it are retried alone, and a part that still
         # crashes is split item by item, so only the item that crashes is lost (recorded failed).
         for part in retry:
-            yield part, rows_despite_crashes(stage, part, lambda items: self._isolated(stage, items, params, ctx))
+            yield part, rows_despite_crashes(stage, part, lambda payload: self._isolated(stage, payload, params, ctx), params)
 
     @staticmethod
-    def _isolated(stage: Stage, items: list[dict], params: StageParams, ctx: StageContext) -> list[dict] | None:
+    def _isolated(stage: Stage, payload, params: StageParams, ctx: StageContext) -> list[dict] | None:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             try:
-                return pool.submit(call_stage_by_ref, stage_ref(stage), items, params, ctx).result()
+                return pool.submit(call_stage_by_ref, stage_ref(stage), payload, params, ctx).result()
             except BrokenProcessPool:
                 return None
 
@@ -184,28 +196,29 @@ class LocalRunner:
 CRASH_MESSAGE = "the worker process died while processing this item (decoder crash or out of memory)"
 
 
-def rows_despite_crashes(stage: Stage, part: Part, run_isolated) -> list[dict]:
+def rows_despite_crashes(stage: Stage, part: Part, run_isolated, params: StageParams) -> list[dict]:
     """A part whose worker died: run it alone; if it still crashes, item by item, so that only the
-    crashing item is lost (recorded `worker_crashed`). `run_isolated(items)` returns the rows, or
+    crashing item is lost (recorded `worker_crashed`). `run_isolated(payload)` returns the rows, or
     None when its worker died. Shared by every runner."""
-    rows = run_isolated(part.rows)
+    rows = run_isolated(part.payload)
     if rows is not None:
         return rows
     rows = []
-    for item in part.rows:
+    for item in load_part(stage, part.payload, params):  # a staged part's items, read here
         one = run_isolated([item])
         rows.extend(one if one is not None else [_crash_row(stage, item, "worker_crashed", CRASH_MESSAGE)])
     return rows
 
 
 def summarize(run_dir: RunDir, table: str) -> dict:
-    """Rows ok / failed (by reason) of a table, read back from its parts."""
-    if not run_dir.has_table(table):
-        return {"rows": 0, "ok": 0, "failed": 0, "failed_by_reason": {}}
-    data = run_dir.read_table(table, ["status", "reason"]).to_pylist()
-    by_reason: dict[str, int] = {}
-    for row in data:
-        if row["status"] != "ok":
-            by_reason[row["reason"] or "unknown"] = by_reason.get(row["reason"] or "unknown", 0) + 1
+    """Rows ok / failed (by reason) of a table, counted part by part from two columns."""
+    rows, by_reason = 0, Counter()
+    for path in run_dir.part_files(table):
+        data = run_dir.read_part(path, ["status", "reason"])
+        rows += data.num_rows
+        failed = data.filter(pc.invert(pc.fill_null(pc.equal(data["status"], "ok"), False)))
+        reasons = pc.if_else(pc.fill_null(pc.equal(failed["reason"], ""), True), "unknown", failed["reason"])
+        values, counts = pc.value_counts(reasons).flatten()
+        by_reason.update(dict(zip(values.to_pylist(), counts.to_pylist())))
     n_failed = sum(by_reason.values())
-    return {"rows": len(data), "ok": len(data) - n_failed, "failed": n_failed, "failed_by_reason": dict(sorted(by_reason.items()))}
+    return {"rows": rows, "ok": rows - n_failed, "failed": n_failed, "failed_by_reason": dict(sorted(by_reason.items()))}

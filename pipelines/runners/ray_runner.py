@@ -15,8 +15,11 @@ Per-stage overrides come from the recipe: `runner.resources.<stage>`.
 
 Parts travel as pickled bytes (input rows in, output rows out) so that any row shape passes
 through Ray Data unchanged; the driver writes each part as soon as it comes back, so a killed run
-keeps every finished part. Only the driver touches the run folder's tables: workers need the
-input videos (same paths on every node) and, for teacher stages, the run's teacher cache.
+keeps every finished part. A stage whose inputs stream (pipelines/streaming.py) sends each task
+only its `StagedPart`: the task reads its rows from the run's staging folder, so the driver never
+gathers a table. Only the driver writes the run folder's tables: workers need the input videos
+(same paths on every node), the run's staging folder (streamed stages) and, for teacher stages,
+the run's teacher cache.
 """
 
 from __future__ import annotations
@@ -199,7 +202,9 @@ class RayRunner(LocalRunner):
 
         by_name = {p.name: p for p in parts}
         opts = self.map_options(stage)
-        items = [{"part": p.name, "payload": pickle.dumps(p.rows)} for p in parts]
+        # A part of streamed inputs travels as its StagedPart (a few numbers): the worker reads its
+        # rows from the run's staging folder, so the driver never gathers a table.
+        items = [{"part": p.name, "payload": pickle.dumps(p.payload)} for p in parts]
         # One block per part: every part can be scheduled on its own worker.
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         common = {"batch_size": 1, "batch_format": "numpy", "num_cpus": opts["num_cpus"], "num_gpus": opts["num_gpus"]}
@@ -230,16 +235,17 @@ class RayRunner(LocalRunner):
             for part in parts:
                 if part.name in written:
                     continue
-                yield part, rows_despite_crashes(stage, part, lambda items: self._isolated_remote(stage, items, params, ctx))
+                yield part, rows_despite_crashes(stage, part, lambda payload: self._isolated_remote(stage, payload, params, ctx), params)
 
-    def _isolated_remote(self, stage: Stage, items: list[dict], params: StageParams, ctx: StageContext) -> list[dict] | None:
-        """Run items as one Ray task that is not retried; None when its worker dies."""
+    def _isolated_remote(self, stage: Stage, payload, params: StageParams, ctx: StageContext) -> list[dict] | None:
+        """Run a part (its rows or its staged part) as one Ray task that is not retried; None
+        when its worker dies."""
         import ray
 
         opts = self.map_options(stage)
         task = ray.remote(max_retries=0, num_cpus=opts["num_cpus"], num_gpus=opts["num_gpus"])(call_stage_by_ref)
         try:
-            return ray.get(task.remote(stage_ref(stage), items, params, ctx))
+            return ray.get(task.remote(stage_ref(stage), payload, params, ctx))
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError):
             return None
 

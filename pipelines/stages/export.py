@@ -12,11 +12,12 @@
 
 The export root (`exports/`) is the dataset root: SFT video paths are relative to it, and the RL
 trainer must run from it (VST opens `video_context` from the working directory).
-Loading the inputs decides every chain (policy from the recipe and the verdict tables:
-pipelines/stages/export_policy.py; decided over the whole run, since answer letters are balanced
-over the export); the stage then renders each chain's records into the `export_decisions` table
-(exported or not, and why); `finalize` writes the files from that table, so a rerun rewrites
-them identically.
+The inputs stream (pipelines/streaming.py), in three steps. First every chain is decided, part by
+part (policy from the recipe and the verdict tables: pipelines/stages/export_policy.py): its
+exclusions, and whether its options may be re-lettered; then the answer letters are balanced over
+the whole run from those three short columns; then each part renders its chains' records into the
+`export_decisions` table (exported or not, and why). `finalize` writes the files from that table
+in one ordered pass (pipelines/stages/export_files.py), so a rerun rewrites them identically.
 An RL row is about its chain's window only, so it points at a cut of that window (frame-accurate,
 ffmpeg) unless the window is the whole video; `export_decisions.rl_row` holds the window's nominal
 length, the Parquet the cut's probed one (they agree within a frame).
@@ -24,34 +25,25 @@ length, the Parquet the cut's probed one (they agree within a frame).
 
 from __future__ import annotations
 
-import gc
 import json
-import logging
-import os
-import re
-import shutil
-import tempfile
-from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
-from curation.formats.hf import corpus_stats, dataset_card, hf_row, write_dataset
-from curation.formats.rl import RLExportError, is_whole_video, rl_row, rl_table, window_cut_name
 from curation.formats.question import answer_letter
-from curation.formats.sft import PREVIOUS, dumps_record, sft_record, write_sft
+from curation.formats.rl import RLExportError, is_whole_video, rl_row, window_cut_name
+from curation.formats.sft import PREVIOUS, dumps_record, sft_record
 from curation.reviews import THOUGHT_LABELS
-from curation.storage import make_temp_dir, remove_stale_temps
-from pipelines.rundir import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_parquet
+from pipelines.memory import gc_paused
+from pipelines.rundir import RunDir
 from pipelines.stage import Stage, StageContext, StageParams, failed
 from pipelines.stages import export_policy as policy_
+from pipelines.streaming import Join, PartInputs, PartRows, Staging
 
 EXPORT_VERSION = "vst-export/1"
-CUT_NAME = re.compile(r".+-w\d+-\d+\.mp4")  # curation.formats.rl.window_cut_name
-log = logging.getLogger(__name__)
 # The chain columns an export reads (not the raw teacher replies or cache keys).
 CHAIN_COLUMNS = ["chain_id", "window_id", "video_id", "video_path", "start_s", "end_s", "thoughts", "qa", "final_answer", "teacher", "prompt_versions", "status"]
 
@@ -101,48 +93,118 @@ class ExportParams(StageParams):
 
 
 # ---- inputs -------------------------------------------------------------------------------------
-def load_export_inputs(run_dir: RunDir, params: ExportParams) -> list[dict]:
-    if run_dir.is_complete("export_decisions"):
-        return []  # the runner skips a finished stage: reading 100k chains would be wasted
-    with gc_paused():
-        records = _load_export_inputs(run_dir, params)
-    hold_inputs()
-    return records
+DECISIONS, LETTERS = "decisions", "letters"  # tables the corpus-wide step writes per part
+DECISIONS_SCHEMA = pa.schema([
+    pa.field("chain_id", pa.string()),
+    pa.field("excluded_by", pa.list_(pa.string())),
+    pa.field("rl_excluded_by", pa.list_(pa.string())),
+    pa.field("judge_flags", pa.list_(pa.string())),
+    pa.field("subset", pa.string()),
+    pa.field("letter_options", pa.int64()),  # options to re-letter over (0: the chain keeps its letters)
+])  # fmt: skip
 
 
-def _load_export_inputs(run_dir: RunDir, params: ExportParams) -> list[dict]:
-    """One record per ok chain, with its decision made here: the policy needs the whole run
-    (letters balanced over the export), so the stage function only renders."""
-    policy = policy_.export_policy(run_dir, params)
-    chains = [c for c in run_dir.read_rows("chains", CHAIN_COLUMNS) if c["status"] == "ok"]
+# A chain's reviews and verdicts (by its id) and its video's row (parts hold whole videos).
+EXPORT_JOINS = (
+    Join("reviews", on="chain_id"),
+    *(Join(table, on="chain_id", columns=tuple(policy_.VERDICT_COLUMNS)) for table in policy_.VERDICT_TABLES),
+    Join("videos", on="video_id", columns=("video_id", "path", "duration_s", "status")),
+)
+
+
+def reviewed_chains(rows: PartRows) -> tuple[list[dict], set[str]]:
+    """The part's ok chains as the export sees them (reviews applied, when the run has reviews)
+    and the ids of those a reviewer did not reject."""
+    chains = [c for c in rows.rows("chains") if c["status"] == "ok"]
     kept_ids = {c["chain_id"] for c in chains}
-    if run_dir.has_table("reviews"):
+    if rows.has("reviews"):
         from curation.reviews import apply_reviews
 
-        reviewed = apply_reviews(chains, run_dir.read_rows("reviews"))
+        reviewed = apply_reviews(chains, rows.rows("reviews"))
         kept_ids = {c["chain_id"] for c in reviewed}
         by_id = {c["chain_id"]: c for c in reviewed}
         chains = [by_id.get(c["chain_id"], c) for c in chains]
-    verdicts = policy_.read_verdicts(run_dir, policy.tables)
-    videos = {v["video_id"]: v for v in run_dir.read_rows("videos", ["video_id", "path", "duration_s", "status"]) if v["status"] == "ok"}
+    return chains, kept_ids
+
+
+def part_videos(rows: PartRows) -> dict[str, dict]:
+    return {v["video_id"]: v for v in rows.rows("videos") if v["status"] == "ok"}
+
+
+def decide_part(run_dir: RunDir, rows: PartRows, params: ExportParams, policy) -> pa.Table:
+    """The decision on every ok chain of a part (DECISIONS_SCHEMA): what excludes it, whether its
+    options may be re-lettered (not excluded, video known, re-letterable) and over how many."""
+    chains, kept_ids = reviewed_chains(rows)
+    verdicts = policy_.verdicts_by_chain({t: rows.table(t) for t in policy_.VERDICT_TABLES})
+    videos = part_videos(rows)
     recheck = _recheck_inputs(run_dir, [c for c in chains if c.get("review_corrected") and c["chain_id"] in kept_ids])
-    records = []
+    out = []
     for c in chains:
         chain_verdicts = verdicts.get(c["chain_id"], [])
-        excluded, rl_excluded = decide(c, chain_verdicts, c["chain_id"] not in kept_ids, policy, recheck, videos.get(c["video_id"]))
-        records.append(
-            {
-                "chain_id": c["chain_id"],
-                "chain": c,
-                "excluded_by": excluded,
-                "rl_excluded_by": rl_excluded,
-                "judge_flags": policy_.judge_flags(chain_verdicts),
-                "video": videos.get(c["video_id"]),
-            }
-        )
+        video = videos.get(c["video_id"])
+        excluded, rl_excluded = decide(c, chain_verdicts, c["chain_id"] not in kept_ids, policy, recheck, video)
+        reletter = params.shuffle_options and not excluded and video is not None and policy_.can_reletter(c)
+        out.append({"chain_id": c["chain_id"], "excluded_by": excluded, "rl_excluded_by": rl_excluded, "judge_flags": policy_.judge_flags(chain_verdicts),
+                    "subset": subset_of(c, params), "letter_options": len(c["qa"]["options"]) if reletter else 0})  # fmt: skip
+    return pa.Table.from_pylist(out, schema=DECISIONS_SCHEMA)
+
+
+def prepare_export(run_dir: RunDir, params: ExportParams, staging: Staging, parts: list[int]) -> None:
+    """The corpus-wide step: every chain decided, part by part; then the answer letters over the
+    whole run (the policy needs the global view: letters balanced over the export)."""
+    policy = policy_.export_policy(run_dir, params)
+    staging.write(DECISIONS, ((part, decide_part(run_dir, staging.rows(part), params, policy)) for part in parts))
     if params.shuffle_options:
-        policy_.assign_answer_letters(records, params.seed, lambda chain: subset_of(chain, params))
+        staging.write(LETTERS, letter_tables(staging, params, parts))
+
+
+def letter_tables(staging: Staging, params: ExportParams, parts: list[int]):
+    """(part, chain_id + target letter position) of the chains to re-letter, from the decisions."""
+    chosen = []
+    for part in parts:
+        data = staging.rows(part).table(DECISIONS).select(["chain_id", "subset", "letter_options"])
+        data = data.filter(pc.greater(data["letter_options"], 0))
+        chosen.append((part, data))
+    ids = [c for _, data in chosen for c in data["chain_id"].to_pylist()]
+    subsets = [s for _, data in chosen for s in data["subset"].to_pylist()]
+    options = [n for _, data in chosen for n in data["letter_options"].to_pylist()]
+    targets = policy_.letter_targets(ids, subsets, options, params.seed)
+    at = 0
+    for part, data in chosen:
+        yield part, pa.table({"chain_id": data["chain_id"], "target": pa.array(targets[at : at + data.num_rows], pa.int64())})
+        at += data.num_rows
+
+
+def build_export_records(rows: PartRows, params: ExportParams) -> list[dict]:
+    """One record per ok chain of the part, with its decision (made over the whole run)."""
+    chains, _ = reviewed_chains(rows)
+    decisions = {d["chain_id"]: d for d in rows.rows(DECISIONS)}
+    letters = {r["chain_id"]: r["target"] for r in rows.rows(LETTERS)}
+    videos = part_videos(rows)
+    records = []
+    for c in chains:
+        decision = decisions[c["chain_id"]]
+        if c["chain_id"] in letters:
+            c = policy_.relettered(c, letters[c["chain_id"]], params.seed)
+        records.append({"chain_id": c["chain_id"], "chain": c, "excluded_by": decision["excluded_by"], "rl_excluded_by": decision["rl_excluded_by"],
+                        "judge_flags": decision["judge_flags"], "video": videos.get(c["video_id"])})  # fmt: skip
     return records
+
+
+EXPORT_INPUTS = PartInputs(
+    table="chains",
+    key="chain_id",
+    group="video_id",
+    build=build_export_records,
+    columns=tuple(CHAIN_COLUMNS),
+    joins=EXPORT_JOINS,
+    prepare=prepare_export,
+)
+
+
+def load_export_inputs(run_dir: RunDir, params: ExportParams) -> list[dict]:
+    """Every input record at once (tools and tests); the stage itself reads them part by part."""
+    return list(EXPORT_INPUTS(run_dir, params))
 
 
 def _recheck_inputs(run_dir: RunDir, corrected: list[dict]) -> dict:
@@ -240,225 +302,15 @@ def export_failed_row(record: dict, reason: str, message: str) -> dict:
 
 
 # ---- corpus: the files ----------------------------------------------------------------------------
-def _write(path: Path, data: bytes) -> None:
-    atomic_write_bytes(path, data)
-
-
-def link_videos(rows: list[dict], videos: dict[str, dict], root: Path, mode: str) -> None:
-    folder = root / "videos"
-    folder.mkdir(parents=True, exist_ok=True)
-    for video_id in sorted({r["video_id"] for r in rows}):
-        video = videos[video_id]
-        src, dst = Path(video["path"]).resolve(), folder / video_id_file(video)
-        if mode == "copy":
-            if not dst.exists() or dst.is_symlink() or dst.stat().st_size != src.stat().st_size:
-                dst.unlink(missing_ok=True)
-                shutil.copyfile(src, dst)
-        elif not (dst.is_symlink() and Path(os.readlink(dst)) == src):
-            dst.unlink(missing_ok=True)
-            dst.symlink_to(src)
-
-
-def _window_of(row: dict) -> tuple[float, float]:
-    """(video_start, video_end) of an exported chain: its SFT record holds the window."""
-    video = json.loads(row["sft_record"])[0]["content"][0]
-    return float(video["video_start"]), float(video["video_end"])
-
-
-def _export_path(dataset_root: str, relative: str) -> str:
-    """A file of the export root as an absolute path (or URI, for a run on object storage)."""
-    if "://" in dataset_root:
-        return dataset_root.rstrip("/") + "/" + relative
-    return str(Path(dataset_root).resolve() / relative)
-
-
-def cut_rl_windows(run_dir: RunDir, rows: list[dict], parsed: dict[str, dict], root: Path, dataset_root: str, params: ExportParams) -> tuple[list[dict], dict]:
-    """Cut every window an RL row points at (once per window, skipped when already cut) into
-    exports/videos/, and put the cut's probed duration (and, with `video_paths: absolute`, its
-    absolute path) into those rows. Returns the rows kept (a window that cannot be cut loses its
-    RL rows, never points them at the wrong span) and the summary for the manifest."""
-    from curation.video.cut import CutError, cut_window, read_recorded_window
-
-    folder = root / "videos"
-    cuts: dict[str, float | str] = {}  # cut name -> probed duration, or why it failed
-    kept, failed_rows = [], 0
-    videos = None
-    for r in rows:
-        row = parsed[r["chain_id"]]
-        start, end = _window_of(r)
-        name = window_cut_name(r["video_id"], start, end)
-        if row["video_context"] != f"videos/{name}":
-            kept.append(r)  # the window is the whole video: the row keeps the source video
-            continue
-        if name not in cuts:
-            videos = videos or {v["video_id"]: v for v in run_dir.read_rows("videos", ["video_id", "path"])}
-            try:
-                cuts[name] = cut_window(videos[r["video_id"]]["path"], start, end, folder / name)
-            except CutError as err:
-                cuts[name] = str(err)
-                log.warning("RL rows of window %s-%s s of %s left out: %s", start, end, r["video_id"], err)
-        got = cuts[name]
-        if isinstance(got, str):
-            failed_rows += 1
-            continue
-        row["extra_info"] = {**row["extra_info"], "duration": round(got, 6)}
-        if params.video_paths == "absolute":
-            row["video_context"] = _export_path(dataset_root, f"videos/{name}")
-        kept.append(r)
-    wanted = set(cuts)
-    if folder.is_dir():
-        for stale in folder.glob("*-w*-*.mp4"):  # cuts of windows an earlier export had and this one has not
-            # a source video whose id looks like a cut name is a link or a copy, never a cut
-            if stale.name not in wanted and CUT_NAME.fullmatch(stale.name) and not stale.is_symlink() and read_recorded_window(stale) is not None:
-                stale.unlink()
-    errors = {name: err for name, err in sorted(cuts.items()) if isinstance(err, str)}
-    return kept, {"windows": len(cuts) - len(errors), "rows_left_out": failed_rows, "errors": errors}
-
-
-def provenance(row: dict, run: str) -> dict:
-    return {
-        "chain_id": row["chain_id"],
-        "run": run,
-        "teacher": row["teacher"],
-        "prompt_versions": dict(row["prompt_versions"] or {}),
-        "human_reviewed": bool(row["human_reviewed"]),
-        "reviewer": row["reviewer"],
-        "export_version": EXPORT_VERSION,
-    }
-
-
 def write_exports(run_dir: RunDir, params: ExportParams) -> dict:
-    """Write every file of the export from the `export_decisions` table; returns the manifest.
-    A remote run's export is built in a local temporary folder, then uploaded to <run>/exports
-    (videos, with relative paths, are uploaded too, and only when they changed)."""
-    if run_dir.is_local:
-        return _write_exports(run_dir, params, run_dir.exports_dir, str(run_dir.exports_dir))
-    with tempfile.TemporaryDirectory(prefix="vstw-export-") as staging:
-        manifest = _write_exports(run_dir, params, Path(staging), run_dir.uri + "/exports")
-        run_dir.upload_dir(Path(staging), "exports", skip_same_size=("videos",))
-    return manifest
+    """Write every file of the export from the `export_decisions` table; returns the manifest
+    (pipelines/stages/export_files.py)."""
+    from pipelines.stages.export_files import write_exports as write
 
-
-def _write_exports(run_dir: RunDir, params: ExportParams, root: Path, dataset_root: str) -> dict:
-    run = run_dir.name
-    rows = run_dir.read_rows("export_decisions")
-    ok = sorted((r for r in rows if r["status"] == "ok" and r["exported"]), key=lambda r: (r["subset"], r["chain_id"]))
-    excluded = Counter(reason for r in rows if r["status"] == "ok" and not r["exported"] for reason in r["excluded_by"] or [])
-    excluded.update(f"failed:{r['reason']}" for r in rows if r["status"] != "ok")
-    report = policy_.export_report(policy_.export_policy(run_dir, params), rows, ok, params)
-    by_subset: dict[str, list[dict]] = {}
-    for r in ok:
-        by_subset.setdefault(r["subset"], []).append(r)
-    for r in ok:
-        r["prov"] = provenance(r, run) | {"subset": r["subset"], "video_id": r["video_id"], "duration_s": r["duration_s"], "qa_type": r["qa_type"], "options": r["options"]}
-    files: dict[str, list[str]] = {}
-    for folder in (root, root / "sft", root / "rl"):
-        remove_stale_temps(folder)  # what a killed export left: never part of the dataset
-
-    if params.video_paths == "relative" and ok:
-        videos = {v["video_id"]: v for v in run_dir.read_rows("videos", ["video_id", "path"])}
-        link_videos(ok, videos, root, params.link_videos)
-
-    if "sft" in params.formats:
-        sft_dir = root / "sft"
-        sft_dir.mkdir(parents=True, exist_ok=True)
-        wanted = set()
-        for subset, subset_rows in by_subset.items():
-            jsonl, seeks, _ = write_sft([r["sft_record"] for r in subset_rows], sft_dir / f"{subset}_with_seeks.jsonl", params.trailing_seeks, write=_write)
-            prov = sft_dir / f"{subset}_provenance.jsonl"
-            _write(prov, "".join(json.dumps({"line": i, **r["prov"]}, ensure_ascii=False) + "\n" for i, r in enumerate(subset_rows)).encode())
-            wanted |= {jsonl.name, seeks.name, prov.name}
-            files.setdefault("sft", []).extend(str(p.relative_to(root)) for p in (jsonl, seeks, prov))
-        for stale in sft_dir.glob("*.jsonl"):  # subsets of an earlier export that no longer exist
-            if stale.name not in wanted:
-                stale.unlink()
-
-    rl_rows = [r for r in ok if r["rl_row"]]
-    rl_parsed = {r["chain_id"]: json.loads(r["rl_row"]) for r in rl_rows}
-    rl_cuts: dict = {}
-    if "rl" in params.formats:
-        rl_rows, rl_cuts = cut_rl_windows(run_dir, rl_rows, rl_parsed, root, dataset_root, params)
-        rl_dir = root / "rl"
-        table = rl_table([dict(rl_parsed[r["chain_id"]]) for r in rl_rows])
-        atomic_write_parquet(rl_dir / "train.parquet", table)
-        prov_rows = [{"index": i, **{k: v for k, v in r["prov"].items() if k != "prompt_versions"}, "prompt_versions": json.dumps(r["prov"]["prompt_versions"], sort_keys=True)} for i, r in enumerate(rl_rows)]
-        atomic_write_parquet(rl_dir / "train_provenance.parquet", pa.Table.from_pylist(prov_rows) if prov_rows else pa.table({"index": pa.array([], pa.int64())}))
-        files["rl"] = ["rl/train.parquet", "rl/train_provenance.parquet"]
-
-    stats = None
-    if "hf" in params.formats:
-        hf_rows = {s: [hf_row(r["sft_record"], rl_parsed.get(r["chain_id"]), r["prov"]) for r in subset_rows] for s, subset_rows in by_subset.items()}
-        stats = corpus_stats(hf_rows, dict(excluded)) | {"answer_letters": report["answer_letters"]["all"], "policy_notes": report["notes"]}
-        recipe = run_dir.read_recipe().get("recipe") if run_dir.has_recipe() else None
-        card = dataset_card(params.dataset_name or f"vst-{run}", stats, recipe, run)
-        _swap_dir(root / "hf", lambda tmp: write_dataset(hf_rows, tmp, card) if hf_rows else (tmp / "README.md").write_text(card))
-        files["hf"] = ["hf/"]
-
-    manifest = {
-        "run": run,
-        "export_version": EXPORT_VERSION,
-        # "." is this manifest's folder: a shared dataset names no folder of the machine that made it
-        "dataset_root": dataset_root if "://" in dataset_root else ".",
-        "dataset_root_note": "SFT video paths are relative to this folder; run VST's RL trainer from it (video_context is opened from the working directory)",
-        "records": len(ok),
-        "rl_rows": len(rl_rows),
-        "rl_window_cuts": rl_cuts,
-        "subsets": {s: len(v) for s, v in by_subset.items()},
-        "excluded": dict(sorted(excluded.items())),
-        "chains_considered": len(rows),
-        **report,  # verdict tables read, the policy, judge flags, RL band exclusions, answer letters
-        "files": files,
-        "params": params.model_dump(mode="json"),
-    }
-    atomic_write_json(root / "manifest.json", manifest)
-    return manifest
-
-
-def _swap_dir(target: Path, build) -> None:
-    """Build a folder next to `target`, then put it in place (a reader never sees half of it).
-    The folder is named after this process and made with the umask's mode (mkdtemp's 0700
-    would hide the dataset from the team)."""
-    tmp = make_temp_dir(target.parent, f"-{target.name}")
-    try:
-        build(tmp)
-        old = target.with_name(target.name + ".old")
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def hold_inputs() -> None:
-    """The input records live until the stage's parts are written: move them out of the cyclic
-    GC's reach (reference counting still frees them; they hold no cycles). Without this the GC
-    rescans them on every few thousand allocations: a quarter of the time at 100k chains.
-    `release_inputs` (the stage's finalize) undoes it."""
-    gc.freeze()
-
-
-def release_inputs() -> None:
-    gc.unfreeze()
-
-
-@contextmanager
-def gc_paused():
-    """Hundreds of thousands of small row dicts make Python's cyclic GC rescan them again and
-    again (half the export time at 100k chains); rows hold no cycles, so pause it meanwhile."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+    return write(run_dir, params)
 
 
 def finalize_export(run_dir: RunDir, params: ExportParams) -> None:
-    release_inputs()
     with gc_paused():
         write_exports(run_dir, params)
 
@@ -476,5 +328,5 @@ STAGE = Stage(
     kind="cpu",
     failed_row=export_failed_row,
     finalize=finalize_export,
-    load_inputs=load_export_inputs,
+    load_inputs=EXPORT_INPUTS,
 )

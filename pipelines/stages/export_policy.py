@@ -20,8 +20,8 @@ counted in the manifest. When used, RL rows also need an own-thinking pass rate 
 `rl_pass_rate_band` (VST / Video-R1: drop always-solved and never-solved items) -> `rl_excluded_by`.
 
 Multiple-choice options are re-lettered with a seed so that the correct letter is balanced over the
-export (`assign_answer_letters`). Everything here is decided once over the whole run (balance
-needs the global view), before the stage renders the records.
+export (`letter_targets`). The balance needs the global view: the export stage decides every chain
+part by part first, then the letters over the whole run from three short columns, then renders.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import json
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -226,14 +226,14 @@ def export_policy(run_dir: RunDir, params) -> ExportPolicy:
 VERDICT_COLUMNS = ["chain_id", "check", "passed", "score", "reason"]
 
 
-def read_verdicts(run_dir: RunDir, tables: dict[str, bool]) -> dict[str, list[dict]]:
-    """chain_id -> its verdict rows of every verdict table the run has, each tagged with its table.
-    Column by column: building 600k row dicts through Arrow's to_pylist costs twice as much."""
+def verdicts_by_chain(tables: dict[str, pa.Table | None]) -> dict[str, list[dict]]:
+    """chain_id -> its verdict rows of every verdict table given (None: the run has not that
+    table), each tagged with its table. Column by column: building row dicts through Arrow's
+    to_pylist costs twice as much."""
     out: dict[str, list[dict]] = {}
-    for table_name, present in tables.items():
-        if not present:
+    for table_name, table in tables.items():
+        if table is None:
             continue
-        table = run_dir.read_table(table_name, VERDICT_COLUMNS)
         columns = [table[c].to_pylist() for c in VERDICT_COLUMNS]
         for chain_id, check, passed, score, reason in zip(*columns):
             out.setdefault(chain_id, []).append({"table": table_name, "check": check, "passed": passed, "score": score, "reason": reason})
@@ -241,12 +241,16 @@ def read_verdicts(run_dir: RunDir, tables: dict[str, bool]) -> dict[str, list[di
 
 
 def rows_where(run_dir: RunDir, table: str, key: str, wanted: set[str], columns: list[str] | None = None) -> list[dict]:
-    """The ok rows of `table` whose `key` is in `wanted` (filtered in Arrow: only those become dicts)."""
+    """The ok rows of `table` whose `key` is in `wanted` (filtered in Arrow, one part at a time:
+    only those rows become dicts)."""
     if not wanted or not run_dir.has_table(table):
         return []
-    data = run_dir.read_table(table, columns)
-    data = data.filter(pc.is_in(data[key], value_set=pa.array(sorted(wanted), pa.string())))
-    return [r for r in data.to_pylist() if r.get("status", "ok") == "ok"]
+    value_set = pa.array(sorted(wanted), pa.string())
+    rows = []
+    for path in run_dir.part_files(table):
+        data = run_dir.read_part(path, columns)
+        rows += data.filter(pc.is_in(data[key], value_set=value_set)).to_pylist()
+    return [r for r in rows if r.get("status", "ok") == "ok"]
 
 
 # ---- one chain --------------------------------------------------------------------------------------
@@ -336,44 +340,66 @@ def relettered(chain: dict, target: int, seed: int) -> dict:
     return {**chain, "qa": {**qa, "options": options, "answer": letter}, "final_answer": boxed_answer(chain.get("final_answer"), letter)}
 
 
-def assign_answer_letters(records: list[dict], seed: int, subset_of) -> None:
-    """Re-letter the exported multiple-choice chains in place so each letter is the answer about
-    equally often: chains in sha1(seed, chain_id) order each take the least used letter among
-    their options (ties: the least used in the chain's subset, then A before B); with one option
-    count this cycles A, B, C, A, ... and every letter is within 1 of the others."""
-    chosen = [r for r in records if not r["excluded_by"] and r["video"] is not None and can_reletter(r["chain"])]
-    chosen.sort(key=lambda r: hashlib.sha1(f"{seed}:{r['chain_id']}".encode()).hexdigest())
+def letter_targets(chain_ids: list[str], subsets: list[str], options: list[int], seed: int) -> list[int]:
+    """The position of the correct option of each chosen multiple-choice chain (not excluded, its
+    video known, re-letterable), so that each letter is the answer about equally often: chains in
+    sha1(seed, chain_id) order each take the least used letter among their `options` (ties: the
+    least used in the chain's subset, then A before B); with one option count this cycles A, B,
+    C, A, ... and every letter is within 1 of the others. Decided over the whole export from three
+    short columns (the stage's corpus-wide step), then applied per chain with `relettered`."""
+    order = sorted(range(len(chain_ids)), key=lambda i: hashlib.sha1(f"{seed}:{chain_ids[i]}".encode()).hexdigest())
     overall: Counter = Counter()
     by_subset: dict[str, Counter] = {}
-    for r in chosen:
-        subset = by_subset.setdefault(subset_of(r["chain"]), Counter())
-        n = len(r["chain"]["qa"]["options"])
-        target = min(range(n), key=lambda i: (overall[i], subset[i], i))
+    targets = [0] * len(chain_ids)
+    for i in order:
+        subset = by_subset.setdefault(subsets[i], Counter())
+        target = min(range(options[i]), key=lambda k: (overall[k], subset[k], k))
         overall[target] += 1
         subset[target] += 1
-        r["chain"] = relettered(r["chain"], target, seed)
+        targets[i] = target
+    return targets
 
 
-def letter_balance(rows: list[dict]) -> dict:
+def letter_balance(overall: Counter, by_subset: dict[str, Counter]) -> dict:
     """Answer letters of the exported multiple-choice records: overall and per subset."""
-    overall: Counter = Counter()
-    by_subset: dict[str, Counter] = {}
-    for r in rows:
-        letter = r.get("answer_letter")
-        if letter:
-            overall[letter] += 1
-            by_subset.setdefault(r["subset"], Counter())[letter] += 1
     return {"all": dict(sorted(overall.items())), "by_subset": {s: dict(sorted(c.items())) for s, c in sorted(by_subset.items())}}
 
 
 # ---- the manifest's account ---------------------------------------------------------------------------
-def export_report(policy: ExportPolicy, rows: list[dict], exported: list[dict], params) -> dict:
+@dataclass
+class ExportTally:
+    """What the manifest and the dataset card count over `export_decisions`, row by row (no row
+    is kept: a million rows cost a few counters)."""
+
+    considered: int = 0  # every row, failed ones included
+    excluded: Counter = field(default_factory=Counter)  # check:reason of ok rows not exported; failed:<reason>
+    judge_flags: Counter = field(default_factory=Counter)  # of the ok rows
+    rl_excluded: Counter = field(default_factory=Counter)  # of the exported rows
+    letters: Counter = field(default_factory=Counter)
+    letters_by_subset: dict[str, Counter] = field(default_factory=dict)
+
+    def add(self, row: dict) -> None:
+        """A row with at least status, reason, exported, excluded_by, judge_flags, rl_excluded_by,
+        subset and answer_letter."""
+        self.considered += 1
+        if row["status"] != "ok":
+            self.excluded[f"failed:{row['reason']}"] += 1
+            return
+        self.judge_flags.update(row.get("judge_flags") or [])
+        if not row["exported"]:
+            self.excluded.update(row["excluded_by"] or [])
+            return
+        self.rl_excluded.update(row.get("rl_excluded_by") or [])
+        if row.get("answer_letter"):
+            self.letters[row["answer_letter"]] += 1
+            self.letters_by_subset.setdefault(row["subset"], Counter())[row["answer_letter"]] += 1
+
+
+def export_report(policy: ExportPolicy, tally: ExportTally, params) -> dict:
     """What manifest.json (and the dataset card) say about the policy: which verdict tables were
     read, what was required, whether the judge's verdicts were used (and what they flagged
     either way), the RL rows the pass-rate band left out, the answer-letter balance."""
-    considered = [r for r in rows if r["status"] == "ok"]
-    letters = letter_balance(exported) | {"relettered": bool(params.shuffle_options), "seed": params.seed}
-    flagged = Counter(f for r in considered for f in r.get("judge_flags") or [])
+    letters = letter_balance(tally.letters, tally.letters_by_subset) | {"relettered": bool(params.shuffle_options), "seed": params.seed}
     notes = [policy.judge_note]
     if letters["all"]:
         shown = ", ".join(f"{k} {v}" for k, v in letters["all"].items())
@@ -381,8 +407,8 @@ def export_report(policy: ExportPolicy, rows: list[dict], exported: list[dict], 
     return {
         "verdict_tables": {t: ("read" if present else "absent") for t, present in policy.tables.items()},
         "policy": policy.summary(),
-        "judge": {"used": policy.judge_used, "model": policy.judge_model, "note": policy.judge_note, "flagged": dict(sorted(flagged.items()))},
-        "rl_excluded": dict(sorted(Counter(f for r in exported for f in r.get("rl_excluded_by") or []).items())),
+        "judge": {"used": policy.judge_used, "model": policy.judge_model, "note": policy.judge_note, "flagged": dict(sorted(tally.judge_flags.items()))},
+        "rl_excluded": dict(sorted(tally.rl_excluded.items())),
         "answer_letters": letters,
         "notes": notes,
     }

@@ -25,6 +25,7 @@ from curation.model.vst_protocol import PIXELS_PER_TOKEN, ClipInput, VisualBudge
 from curation.video.segment import VST_MAX_FRAMES
 from pipelines.rundir import RunDir
 from pipelines.stage import Stage, StageContext, StageParams, failed
+from pipelines.streaming import Join, PartInputs, PartRows
 
 TINY = "tiny"  # model: tiny -> <project>/data/models/tiny, built on first use (offline)
 
@@ -99,17 +100,28 @@ class JudgeParams(StageParams):
 
 
 # ---- inputs -----------------------------------------------------------------------------------
-def load_judge_inputs(run_dir: RunDir, params: JudgeParams) -> list[dict]:
-    """One record per ok chain, with the clips table's VST frame indices of each thought's clip
-    (None: the clip is not an ok row there). The judge picks the frames again from the video's
-    own timestamps (`clip_frame_indices`); these say the clips exist."""
-    chains = [c for c in run_dir.read_rows("chains") if c["status"] == "ok"]
-    frames = {}
-    if run_dir.has_table("clips"):
-        for clip in run_dir.read_rows("clips", ["clip_id", "vst_frame_indices", "status"]):
-            if clip["status"] == "ok":
-                frames[clip["clip_id"]] = clip["vst_frame_indices"] or []
+def build_judge_records(rows: PartRows, params: JudgeParams) -> list[dict]:
+    """One record per ok chain of the part, with the clips table's VST frame indices of each
+    thought's clip (None: the clip is not an ok row there). The judge picks the frames again from
+    the video's own timestamps (`clip_frame_indices`); these say the clips exist."""
+    chains = [c for c in rows.rows("chains") if c["status"] == "ok"]
+    frames = {clip["clip_id"]: clip["vst_frame_indices"] or [] for clip in rows.rows("clips") if clip["status"] == "ok"}
     return [{"chain_id": c["chain_id"], "chain": c, "clip_frames": [frames.get(t.get("clip_id")) for t in c.get("thoughts") or []]} for c in chains]
+
+
+# Parts hold whole videos: a chain's clips are among the part's own clips rows.
+JUDGE_INPUTS = PartInputs(
+    table="chains",
+    key="chain_id",
+    group="video_id",
+    build=build_judge_records,
+    joins=(Join("clips", on="video_id", columns=("clip_id", "vst_frame_indices", "status")),),
+)
+
+
+def load_judge_inputs(run_dir: RunDir, params: JudgeParams) -> list[dict]:
+    """Every input record at once (tools and tests); the stage itself reads them part by part."""
+    return list(JUDGE_INPUTS(run_dir, params))
 
 
 # ---- the model, once per process ---------------------------------------------------------------
@@ -259,5 +271,5 @@ STAGE = Stage(
     reads_if_present=("clips",),
     kind="io",  # one model per process, used under a lock; threads overlap frame decoding only
     failed_row=judge_failed_row,
-    load_inputs=load_judge_inputs,
+    load_inputs=JUDGE_INPUTS,
 )

@@ -33,6 +33,7 @@ from curation.teacher.structured import InvalidReply
 from curation.verify import CHECK, TEMPLATES, UNVERIFIABLE, VERSION, Outcome, agreement, attempt_order, map_back, normalize_answer, proposed_answer, verify_template
 from pipelines.rundir import RunDir
 from pipelines.stage import Stage, StageContext, StageParams, failed
+from pipelines.streaming import Join, PartInputs, PartRows
 from pipelines.stages._teacher import CONFIG_ERROR, TeacherConfigError, record_usage, teacher_client, write_usage_report
 
 TABLE = "answer_verdicts"
@@ -61,30 +62,30 @@ ANSWER_RULES = {
 
 
 # ---- inputs: each chain with its window's graph entities and clip captions, nothing more -----
-def load_verify_inputs(run_dir: RunDir, params: VerifyParams) -> list[dict]:
-    if run_dir.is_complete(TABLE) or not run_dir.has_table("chains"):
-        return []  # the runner skips a finished stage
-    columns = ["chain_id", "question_id", "window_id", "video_id", "start_s", "end_s", "qa", "qa_template", "status"]
-    chains = [c for c in run_dir.read_rows("chains", columns) if c["status"] == "ok"]
+CHAIN_COLUMNS = ("chain_id", "question_id", "window_id", "video_id", "start_s", "end_s", "qa", "qa_template", "status")
+
+
+# Parts hold whole videos: a chain's question, graph, clips and captions are among the part's own rows.
+VERIFY_JOINS = (
+    Join("questions", on="video_id", columns=("question_id", "details")),
+    Join("graphs", on="window_id", columns=("window_id", "entities", "relations", "clip_ids", "status")),
+    Join("clips", on="video_id", columns=("clip_id", "window_id", "index", "start_s", "end_s", "status")),
+    Join("captions", on="video_id", columns=("clip_id", "caption", "status")),
+)
+
+
+def build_verify_records(rows: PartRows, params: VerifyParams) -> list[dict]:
+    chains = [c for c in rows.rows("chains") if c["status"] == "ok"]
     windows = {c["window_id"] for c in chains}
     questions = {c["question_id"] for c in chains}
-    details = {}
-    if run_dir.has_table("questions"):
-        details = {q["question_id"]: q["details"] for q in run_dir.read_rows("questions", ["question_id", "details"]) if q["question_id"] in questions}
-    graphs = {}
-    if run_dir.has_table("graphs"):
-        for g in run_dir.read_rows("graphs", ["window_id", "entities", "relations", "clip_ids", "status"]):
-            if g["status"] == "ok" and g["window_id"] in windows:
-                graphs[g["window_id"]] = g
+    details = {q["question_id"]: q["details"] for q in rows.rows("questions") if q["question_id"] in questions}
+    graphs = {g["window_id"]: g for g in rows.rows("graphs") if g["status"] == "ok" and g["window_id"] in windows}
     clips: dict[str, list[dict]] = {}
-    if run_dir.has_table("clips"):
-        for c in run_dir.read_rows("clips", ["clip_id", "window_id", "index", "start_s", "end_s", "status"]):
-            if c["status"] == "ok" and c["window_id"] in windows:
-                clips.setdefault(c["window_id"], []).append(c)
+    for c in rows.rows("clips"):
+        if c["status"] == "ok" and c["window_id"] in windows:
+            clips.setdefault(c["window_id"], []).append(c)
     wanted = {c["clip_id"] for cs in clips.values() for c in cs}
-    captions = {}
-    if run_dir.has_table("captions"):
-        captions = {c["clip_id"]: c["caption"] for c in run_dir.read_rows("captions", ["clip_id", "caption", "status"]) if c["status"] == "ok" and c["clip_id"] in wanted}
+    captions = {c["clip_id"]: c["caption"] for c in rows.rows("captions") if c["status"] == "ok" and c["clip_id"] in wanted}
     records = []
     for chain in chains:
         window = sorted(clips.get(chain["window_id"], []), key=lambda c: c["index"])
@@ -98,6 +99,14 @@ def load_verify_inputs(run_dir: RunDir, params: VerifyParams) -> list[dict]:
             "clips": [{"clip_id": c["clip_id"], "start_s": c["start_s"], "end_s": c["end_s"], "caption": captions.get(c["clip_id"])} for c in window],
         })  # fmt: skip
     return records
+
+
+VERIFY_INPUTS = PartInputs(table="chains", key="chain_id", group="video_id", build=build_verify_records, columns=CHAIN_COLUMNS, joins=VERIFY_JOINS)
+
+
+def load_verify_inputs(run_dir: RunDir, params: VerifyParams) -> list[dict]:
+    """Every input record at once (tools and tests); the stage itself reads them part by part."""
+    return list(VERIFY_INPUTS(run_dir, params))
 
 
 # ---- rows ---------------------------------------------------------------------------------------
@@ -248,6 +257,6 @@ STAGE = Stage(
     reads_if_present=("questions", "graphs", "clips", "captions"),
     kind="io",
     failed_row=verify_failed_row,
-    load_inputs=load_verify_inputs,
+    load_inputs=VERIFY_INPUTS,
     finalize=write_usage_report,
 )
