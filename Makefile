@@ -15,7 +15,7 @@ LS_STAMP := .venv-ls/.vstw-env
 # llama.cpp is compiled for the embedded teacher; the default (native) build uses AMX
 # instructions that crash on some CPUs, so the features are named explicitly.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-APT_PACKAGES := ffmpeg chromium
+APT_PACKAGES := ffmpeg chromium chromium-driver
 
 .PHONY: help demo test samples env system ls-env clean-runs
 
@@ -35,8 +35,10 @@ samples: env
 
 env: $(ENV_STAMP)
 
-# System packages (Debian): ffmpeg for video writing, chromium for the review page test.
-$(SYS_STAMP):
+# System packages (Debian): ffmpeg for video writing; chromium and chromium-driver (driven
+# through Selenium) for the page tests: the review page test and the chain gallery test.
+# Re-checked when this Makefile changes, so a package added here reaches existing checkouts.
+$(SYS_STAMP): Makefile
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

@@ -1,21 +1,33 @@
-"""Open a Label Studio page in headless Chromium, logged in, and capture what a reviewer sees.
+"""Headless Chromium for the page tests: Selenium driving Debian's `chromium` through Debian's
+`chromium-driver` (no downloaded browser or driver build; Selenium Manager is never run).
 
-Used to check that the labeling config really renders (video player, clip segments on the
-timeline). Chromium is driven through the DevTools protocol over a pipe
-(`--remote-debugging-pipe`: messages are JSON, NUL-terminated, on file descriptors 3 and 4), so
-no browser-automation package or downloaded browser build is needed: Debian's `chromium` works.
+General use (a page from disk, scripts, clicks, a screenshot):
+
+    with chromium(width=1200, height=800) as driver:      # a Selenium WebDriver
+        open_file(driver, "out/gallery.html")
+        assert wait_for(driver, "document.querySelectorAll('.card').length > 0", 30)
+        driver.find_element(By.CSS_SELECTOR, ".card button").click()
+        n = len(driver.find_elements(By.CSS_SELECTOR, ".card"))
+        shot = screenshot(driver, "out/gallery.png")          # width x height, PNG
+        assert not is_blank_png(shot)
+
+Label Studio's review page (log in through its own form, open a task, capture what a reviewer
+sees):
 
     page = render_page(url, email, password, "/projects/1/data?task=3", out_dir,
                        ready_js="document.querySelector('video') !== null")
     page.dom, page.screenshot, page.ready
+
+chromedriver serves WebDriver on a loopback port and Chromium its DevTools on another loopback
+port (tests/test_bind.py checks both). Leaving `chromium()` ends chromedriver and every browser
+process, also when the block raised.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -24,8 +36,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import psutil
+from PIL import Image
+from selenium import webdriver
+from selenium.common.exceptions import JavascriptException, TimeoutException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+
+# Besides chromedriver's own defaults: no GPU, nothing fetched or synced in the background.
 CHROMIUM_FLAGS = [
-    "--headless",
+    "--headless=new",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
@@ -34,13 +56,12 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--mute-audio",
-    "--window-size=1400,1100",
-    "--remote-debugging-pipe",
 ]
+QUIT_TIMEOUT_S = 20.0  # for driver.quit(); whatever is left of the session is killed after it
 
 
 class BrowserError(RuntimeError):
-    """Chromium is missing, crashed, or a page did not do what was expected."""
+    """Chromium or chromedriver is missing or did not start, or a page did not do what was expected."""
 
 
 @dataclass
@@ -51,151 +72,174 @@ class RenderedPage:
     ready: bool  # ready_js became true before the timeout
 
 
-def find_chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
+def _find(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        path = shutil.which(name) or shutil.which(name, path="/usr/bin")
         if path:
             return path
-    raise BrowserError("no Chromium found: install Debian's package (`apt-get install -y chromium`)")
+    return None
 
 
-class DevTools:
-    """A minimal DevTools-protocol client over Chromium's debugging pipe."""
+def find_chromium() -> str:
+    """Debian's Chromium (the build Debian's chromedriver matches)."""
+    path = _find(("chromium", "chromium-browser"))
+    if not path:
+        raise BrowserError("no Chromium found: install Debian's package (`apt-get install -y chromium`)")
+    return path
 
-    def __init__(self, chromium: str, user_data_dir: Path):
-        to_browser_r, self._to_browser = os.pipe()
-        self._from_browser, from_browser_w = os.pipe()
-        # Chromium reads commands on fd 3 and writes replies on fd 4: the shell moves our pipe
-        # ends there (whatever numbers they got) and closes the originals before exec.
-        r, w = to_browser_r, from_browser_w
-        # (through 100/101, since the pipe ends may themselves be fds 3 or 4).
-        wire = f'exec 100<&{r} 101>&{w} {r}<&- {w}>&-; exec "$0" "$@" 3<&100 4>&101 100<&- 101>&-'
-        self.proc = subprocess.Popen(
-            ["bash", "-c", wire, chromium, *CHROMIUM_FLAGS, f"--user-data-dir={user_data_dir}", "about:blank"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            pass_fds=(r, w),
-            start_new_session=True,
-        )
-        os.close(to_browser_r)
-        os.close(from_browser_w)
-        self._buffer = b""
-        self._next_id = 0
-        self.session: str | None = None
 
-    def _read_message(self, deadline: float) -> dict:
-        while b"\0" not in self._buffer:
-            if time.monotonic() > deadline:
-                raise BrowserError("Chromium did not answer in time")
-            chunk = os.read(self._from_browser, 1 << 16)
-            if not chunk:
-                raise BrowserError(f"Chromium closed its pipe (exit code {self.proc.poll()})")
-            self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
+def find_chromedriver() -> str:
+    path = _find(("chromedriver",))
+    if not path:
+        raise BrowserError("no chromedriver found: install Debian's package (`apt-get install -y chromium-driver`)")
+    return path
 
-    def send(self, method: str, params: dict | None = None, session: bool = True, timeout: float = 60.0) -> dict:
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params or {}}
-        if session and self.session:
-            message["sessionId"] = self.session
-        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:  # events arrive in between: skip them
-            reply = self._read_message(deadline)
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise BrowserError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
 
-    def attach_page(self) -> None:
-        targets = self.send("Target.getTargets", session=False)["targetInfos"]
-        page = next((t for t in targets if t["type"] == "page"), None)
-        target_id = page["targetId"] if page else self.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
-        self.session = self.send("Target.attachToTarget", {"targetId": target_id, "flatten": True}, session=False)["sessionId"]
-        self.send("Page.enable")
-        self.send("Runtime.enable")
-
-    def evaluate(self, expression: str):
-        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
-        if "exceptionDetails" in result:
-            raise BrowserError(f"script failed: {result['exceptionDetails'].get('text')}: {expression[:120]}")
-        return result.get("result", {}).get("value")
-
-    def wait_for(self, expression: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.evaluate(expression):
-                    return True
-            except BrowserError:
-                pass  # the page is navigating: its context is gone for a moment
-            time.sleep(0.5)
-        return False
-
-    def navigate(self, url: str, timeout: float = 60.0) -> None:
-        self.send("Page.navigate", {"url": url})
-        if not self.wait_for("document.readyState === 'complete'", timeout):
-            raise BrowserError(f"{url} did not finish loading in {timeout:.0f} s")
-
-    def screenshot(self, path: Path) -> Path:
-        data = self.send("Page.captureScreenshot", {"format": "png"})["data"]
-        path.write_bytes(base64.b64decode(data))
-        return path
-
-    def close(self) -> None:
+def _session_processes(pgid: int) -> list[psutil.Process]:
+    """The live processes of a session: chromedriver was started as leader of its own process
+    group, Chromium and its helpers inherit it."""
+    found = []
+    for proc in psutil.process_iter():
         try:
-            os.killpg(self.proc.pid, 15)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait(timeout=15)
-        for fd in (self._to_browser, self._from_browser):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return found
+
+
+def _end_session(driver: WebDriver | None, service: Service) -> None:
+    """Quit the browser and chromedriver; then kill whatever of their process group is left."""
+    process = getattr(service, "process", None)  # set once chromedriver was started
+    if process is None:
+        return
+    if driver is not None:
+        driver.command_executor.client_config.timeout = QUIT_TIMEOUT_S
+        driver.quit()  # never raises; stops chromedriver (the service) too
+    else:
+        service.stop()
+    pgid = process.pid
+    deadline = time.monotonic() + 15.0
+    while (left := _session_processes(pgid)) and time.monotonic() < deadline:
+        for proc in left:
             try:
-                os.close(fd)
-            except OSError:
+                proc.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
                 pass
+        psutil.wait_procs(left, timeout=1.0)
+    if left:
+        raise BrowserError(f"Chromium processes survived the end of the session: {[p.pid for p in left]}")
 
 
-def login(browser: DevTools, base_url: str, email: str, password: str, timeout: float = 60.0) -> None:
-    """Log in through Label Studio's own login form, as a person would."""
-    browser.navigate(f"{base_url}/user/login/", timeout)
-    if not browser.wait_for("document.querySelector('input[name=email]') !== null", timeout):
-        raise BrowserError(f"{base_url}/user/login/ shows no login form")
-    browser.evaluate(
-        "(() => { const f = document.querySelector('input[name=email]').form;"
-        f" f.querySelector('input[name=email]').value = {json.dumps(email)};"
-        f" f.querySelector('input[name=password]').value = {json.dumps(password)};"
-        " f.submit(); return true; })()"
+@contextmanager
+def chromium(width: int = 1400, height: int = 1100, timeout: float = 60.0) -> Iterator[WebDriver]:
+    """A headless Chromium with a fresh profile and a width x height viewport, as a Selenium
+    WebDriver; pages get `timeout` seconds to load and scripts to run. On exit (also on an
+    error) the browser and chromedriver are gone."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = find_chromium()
+    service = Service(
+        find_chromedriver(),
+        log_output=subprocess.DEVNULL,
+        popen_kw={"start_new_session": True},  # its own process group: Chromium's processes join it
     )
-    if not browser.wait_for("!location.pathname.startsWith('/user/login') && document.readyState === 'complete'", timeout):
+    with tempfile.TemporaryDirectory(prefix="vstw-chromium-") as profile:
+        for flag in [*CHROMIUM_FLAGS, f"--window-size={width},{height}", f"--user-data-dir={profile}"]:
+            options.add_argument(flag)
+        driver = None
+        try:
+            try:
+                driver = webdriver.Chrome(service=service, options=options)
+            except WebDriverException as err:
+                raise BrowserError(f"Chromium did not start through chromedriver: {err.msg}") from err
+            driver.command_executor.client_config.timeout = timeout + 30.0  # beyond the page's own timeouts
+            driver.set_page_load_timeout(timeout)
+            driver.set_script_timeout(timeout)
+            # the window includes room for browser controls even when headless: size it so that
+            # the page itself (and so a screenshot) is width x height
+            extra_w, extra_h = driver.execute_script("return [outerWidth - innerWidth, outerHeight - innerHeight]")
+            driver.set_window_size(width + extra_w, height + extra_h)
+            yield driver
+        finally:
+            _end_session(driver, service)
+
+
+def _open(driver: WebDriver, url: str) -> None:
+    try:
+        driver.get(url)
+    except TimeoutException as err:
+        raise BrowserError(f"{url} did not finish loading in time") from err
+
+
+def open_file(driver: WebDriver, path: str | Path) -> str:
+    """Open a local file (an HTML page on disk) and wait until it has loaded; returns its URL."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise BrowserError(f"no such file to open: {path}")
+    url = path.as_uri()
+    _open(driver, url)
+    return url
+
+
+def wait_for(driver: WebDriver, js_condition: str, timeout: float, interval: float = 0.25) -> bool:
+    """Whether the JavaScript expression `js_condition` became truthy within `timeout` seconds
+    (a page that is navigating, where the script cannot run, counts as not yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if driver.execute_script(f"return !!({js_condition});"):
+                return True
+        except JavascriptException:
+            pass  # the page is navigating: its context is gone for a moment
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def screenshot(driver: WebDriver, path: str | Path) -> Path:
+    """A PNG of what the page shows (the viewport), saved at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    png = driver.get_screenshot_as_png()
+    if not png.startswith(b"\x89PNG"):
+        raise BrowserError("Chromium returned no PNG screenshot")
+    path.write_bytes(png)
+    return path
+
+
+def is_blank_png(path: str | Path) -> bool:
+    """Whether an image is a single colour (every pixel the same): a page that drew nothing."""
+    with Image.open(path) as image:
+        return all(low == high for low, high in image.convert("RGBA").getextrema())
+
+
+# ---- Label Studio ----------------------------------------------------------------------------
+def login(driver: WebDriver, base_url: str, email: str, password: str, timeout: float = 60.0) -> None:
+    """Log in through Label Studio's own login form, as a person would."""
+    _open(driver, f"{base_url}/user/login/")
+    if not wait_for(driver, "document.querySelector('input[name=email]') !== null", timeout):
+        raise BrowserError(f"{base_url}/user/login/ shows no login form")
+    driver.find_element(By.CSS_SELECTOR, "input[name=email]").send_keys(email)
+    driver.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(password, Keys.ENTER)
+    if not wait_for(driver, "!location.pathname.startsWith('/user/login') && document.readyState === 'complete'", timeout):
         raise BrowserError(f"logging in as {email} at {base_url} failed (still on the login page)")
 
 
 @contextmanager
-def logged_in(base_url: str, email: str, password: str, timeout: float = 60.0) -> Iterator[DevTools]:
+def logged_in(base_url: str, email: str, password: str, timeout: float = 60.0) -> Iterator[WebDriver]:
     """A headless Chromium (fresh profile) logged in to Label Studio; closed on exit."""
-    with tempfile.TemporaryDirectory(prefix="vstw-chromium-") as profile:
-        browser = DevTools(find_chromium(), Path(profile))
-        try:
-            browser.attach_page()
-            login(browser, base_url, email, password, timeout)
-            yield browser
-        finally:
-            browser.close()
+    with chromium(timeout=timeout) as driver:
+        login(driver, base_url, email, password, timeout)
+        yield driver
 
 
-def capture(browser: DevTools, out_dir: Path, name: str) -> tuple[str, Path]:
+def capture(driver: WebDriver, out_dir: str | Path, name: str) -> tuple[str, Path]:
     """The page's DOM (also saved as NAME.html) and a screenshot NAME.png in out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dom = browser.evaluate("document.documentElement.outerHTML") or ""
+    dom = driver.execute_script("return document.documentElement.outerHTML") or ""
     (out_dir / f"{name}.html").write_text(dom)
-    return dom, browser.screenshot(out_dir / f"{name}.png")
+    return dom, screenshot(driver, out_dir / f"{name}.png")
 
 
 def render_page(
@@ -209,10 +253,10 @@ def render_page(
     name: str = "page",
 ) -> RenderedPage:
     """Log in, open base_url + path, wait until ready_js is true, save DOM and a screenshot."""
-    with logged_in(base_url, email, password, timeout) as browser:
+    with logged_in(base_url, email, password, timeout) as driver:
         url = base_url + path
-        browser.navigate(url, timeout)
-        ready = browser.wait_for(ready_js, timeout)
+        _open(driver, url)
+        ready = wait_for(driver, ready_js, timeout)
         time.sleep(1.0)  # let the player draw its first frame for the screenshot
-        dom, shot = capture(browser, out_dir, name)
+        dom, shot = capture(driver, out_dir, name)
         return RenderedPage(url, dom, shot, ready)

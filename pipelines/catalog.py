@@ -115,6 +115,12 @@ ANSWER_LETTER_SQL = (
 )
 
 DERIVED_VIEWS: dict[str, str] = {
+    # Every verdict of a chain, whichever stage wrote it: `kind` is "rule" (check stage),
+    # "answer" (verify stage) or "judge" (the VST-model judge).
+    "all_verdicts": """
+        SELECT 'rule' AS kind, * FROM verdicts
+        UNION ALL BY NAME SELECT 'answer' AS kind, * FROM answer_verdicts
+        UNION ALL BY NAME SELECT 'judge' AS kind, * FROM judge_verdicts""",
     # One row per thought, in chain order (thought_index from 0); `offset_s` is the time from the
     # start of the chain's window, `n_chars` the thought's length in characters.
     "thoughts": """

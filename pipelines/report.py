@@ -201,14 +201,19 @@ img { max-width: 100%; }
 PLOTS_AFTER = {"distributions": ["durations", "thought_length", "thoughts_over_time"], "qa_mix": ["qa_mix"], "answer_letters": ["answer_letters"], "rejections": ["rejections"], "signals": ["signals"]}
 
 
-def section_html(s: Section) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in s.columns)
+def section_html(s: Section, links: dict[int, str] | None = None) -> str:
+    """A section's table; `links` (row index -> href) adds an "examples" column (the row's gallery)."""
+    columns = [*s.columns, "examples"] if links else list(s.columns)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
-    for row in s.rows:
+    for i, row in enumerate(s.rows):
         cells = []
         for col, value in zip(s.columns, row):
             cls = ' class="num"' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
             cells.append(f"<td{cls}>{html.escape(format_value(col, value))}</td>")
+        if links:
+            href = links.get(i)
+            cells.append(f'<td><a href="{html.escape(href)}">chains</a></td>' if href else "<td></td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     note = f'<p class="note">{html.escape(s.note)}</p>' if s.note else ""
     empty = '<p class="note">no rows</p>' if not s.rows else ""
@@ -223,7 +228,7 @@ def figure_html(name: str, png: str) -> str:
     )
 
 
-def report_html(report: Report, plots: dict[str, str], title: str) -> str:
+def report_html(report: Report, plots: dict[str, str], title: str, links: dict[tuple[str, int], str] | None = None) -> str:
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
@@ -231,17 +236,24 @@ def report_html(report: Report, plots: dict[str, str], title: str) -> str:
         f'<p class="note">{html.escape(report.scope)} &middot; generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by <code>vstw stats --html</code></p>',
     ]
     for s in report.sections:
-        parts.append(section_html(s))
+        parts.append(section_html(s, {i: href for (key, i), href in (links or {}).items() if key == s.key}))
         parts.extend(figure_html(name, plots[name]) for name in PLOTS_AFTER.get(s.key, []) if name in plots)
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_html_report(cat: Catalog, out: Path | str, title: str | None = None, report: Report | None = None) -> Path:
-    """Compute the report and its plots, write the HTML atomically, return its path."""
+def write_html_report(cat: Catalog, out: Path | str, title: str | None = None, report: Report | None = None, examples: bool = True, progress: bool = False) -> Path:
+    """Compute the report and its plots, write the HTML atomically, return its path. `examples`:
+    each rejection reason and check about chains links to a gallery of some of them, written
+    under gallery/ beside the report (pipelines/gallery_links.py)."""
     out = Path(out)
     report = report or standard_report(cat)
     plots = render_plots(plot_data(cat, report))
-    text = report_html(report, plots, title or f"Corpus report: {cat.scope.label}")
+    links = None
+    if examples and cat.has("chains"):
+        from pipelines.gallery_links import write_example_galleries
+
+        links = write_example_galleries(cat, report, out.parent, progress=progress)
+    text = report_html(report, plots, title or f"Corpus report: {cat.scope.label}", links)
     atomic_write_bytes(out, text.encode("utf-8"))
     return out

@@ -328,7 +328,7 @@ def checks_section(cat: Catalog) -> Section:
                count(*) FILTER (WHERE status = 'ok' AND NOT passed) AS rejected,
                count(*) FILTER (WHERE status = 'failed') AS errors,
                round(count(*) FILTER (WHERE status = 'ok' AND passed) / nullif(count(*) FILTER (WHERE status = 'ok'), 0), 4) AS pass_rate
-        FROM verdicts GROUP BY ALL ORDER BY "check" """
+        FROM all_verdicts GROUP BY ALL ORDER BY "check" """
     return _section(cat, "checks", "Pass rate per check", sql)
 
 
@@ -342,8 +342,8 @@ def rejections_section(cat: Catalog, top: int = 15) -> Section:
         for t in REJECTION_SOURCES
         if t in cat.tables
     ]
-    selects.append("SELECT 'check ' || \"check\", 'checker_error:' || coalesce(reason, 'unknown'), count(*) FROM verdicts WHERE status = 'failed' GROUP BY ALL")
-    selects.append("SELECT 'check ' || \"check\", coalesce(reason, \"check\" || '_failed'), count(*) FROM verdicts WHERE status = 'ok' AND NOT passed GROUP BY ALL")
+    selects.append("SELECT 'check ' || \"check\", 'checker_error:' || coalesce(reason, 'unknown'), count(*) FROM all_verdicts WHERE status = 'failed' GROUP BY ALL")
+    selects.append("SELECT 'check ' || \"check\", coalesce(reason, \"check\" || '_failed'), count(*) FROM all_verdicts WHERE status = 'ok' AND NOT passed GROUP BY ALL")
     selects.append(f"SELECT 'review', coalesce(decision_reason, 'rejected'), count(*) FROM {LATEST_REVIEWS} WHERE decision = 'reject' GROUP BY ALL")
     sql = "SELECT * FROM (" + " UNION ALL ".join(selects) + f") ORDER BY rows DESC, source, reason LIMIT {int(top)}"
     return _section(cat, "rejections", f"Top rejection reasons (top {top})", sql)

@@ -8,7 +8,8 @@ on 127.0.0.1 or ::1, and there must be at least one (a check of nothing proves n
 - a local Ray as the Ray runner starts it (RayRunner.connect), with workers running;
 - Label Studio (`vstw review serve`: the session's server of tests/conftest.py, shared with
   test_review.py);
-- and headless Chromium (the review page check), which is driven over a pipe: no socket at all.
+- and headless Chromium as the page checks drive it (annotation.browser: Selenium through
+  chromedriver): chromedriver's WebDriver port and Chromium's DevTools port.
 
 Label Studio takes longest to start, so it boots while the others are checked.
 """
@@ -19,12 +20,12 @@ import os
 import select
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+from PIL import Image
 from _process_tools import beyond_loopback, kill_tree, listening_sockets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,20 +122,58 @@ def test_local_ray_listens_on_loopback_only(tmp_path):
 
 
 # ---- review --------------------------------------------------------------------------------------
-def test_headless_chromium_listens_nowhere():
-    """The review page check drives Chromium over a pipe: its whole tree opens no socket to listen."""
-    from annotation.browser import DevTools, find_chromium
+def session_processes(driver) -> list[psutil.Process]:
+    """chromedriver (the Selenium service) and every process it started: Chromium and its helpers."""
+    root = psutil.Process(driver.service.process.pid)
+    return [root, *root.children(recursive=True)]
 
-    with tempfile.TemporaryDirectory(prefix="vstw-chromium-") as profile:
-        browser = DevTools(find_chromium(), Path(profile))
+
+def still_running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    running = []
+    for proc in procs:
         try:
-            browser.attach_page()
-            browser.navigate("data:text/html,<p>ready</p>")
-            assert browser.evaluate("document.body.innerText") == "ready"
-            assert psutil.Process(browser.proc.pid).children(recursive=True), "Chromium started its helper processes"
-            assert listening_sockets(browser.proc.pid) == []
-        finally:
-            browser.close()
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                running.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return running
+
+
+def test_headless_chromium_and_chromedriver_listen_on_loopback_only(tmp_path):
+    """The page checks (review page, chain gallery) drive Chromium through chromedriver, as here
+    on a page from disk: chromedriver serves WebDriver on a port, Chromium its DevTools on
+    another; every listening socket of their process tree is on loopback, and the tree is gone
+    once the session ends, also when its block raised."""
+    from selenium.webdriver.common.by import By
+
+    from annotation.browser import chromium, is_blank_png, open_file, screenshot
+
+    page = tmp_path / "page.html"
+    page.write_text("<body style='margin:0'><h1 id=ready>ready</h1></body>")
+    with chromium(width=800, height=600) as driver:
+        open_file(driver, page)
+        assert driver.find_element(By.ID, "ready").text == "ready"
+        procs = session_processes(driver)
+        assert {"chromedriver", "chromium"} <= {p.name() for p in procs}, [p.name() for p in procs]
+        listeners = listening_sockets(driver.service.process.pid)
+        assert_loopback_only(listeners, "chromedriver and headless Chromium")
+        devtools_port = int(driver.capabilities["goog:chromeOptions"]["debuggerAddress"].rsplit(":", 1)[1])
+        by_port = {(entry["name"], entry["port"]) for entry in listeners}
+        assert ("chromedriver", driver.service.port) in by_port, listeners
+        assert ("chromium", devtools_port) in by_port, listeners
+        shot = screenshot(driver, tmp_path / "page.png")
+        with Image.open(shot) as image:
+            assert image.size == (800, 600)
+        assert not is_blank_png(shot)
+        driver.get("about:blank")
+        assert is_blank_png(screenshot(driver, tmp_path / "blank.png"))
+    assert still_running(procs) == []
+
+    with pytest.raises(RuntimeError, match="the block failed"):
+        with chromium() as driver:
+            procs = session_processes(driver)
+            raise RuntimeError("the block failed")
+    assert len(procs) > 1 and still_running(procs) == []
 
 
 def test_label_studio_listens_on_loopback_only(label_studio):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from _gate_fixtures import simulated_teacher_recipe, worlds_manifest
 from curation.teacher.simulator import KINDS
 from pipelines.gate_report import gate_report, read_injections
 from pipelines.recipe import parse_recipe
@@ -51,37 +52,12 @@ EXPECTED = {
 FALLBACK = {"future_entity": {"hallucinated_entity"}, "future_event": {"hallucinated_entity", "future_entity"}}
 
 
-def _recipe(manifest: Path, base_url: str) -> dict:
-    return {
-        "name": "gate-test",
-        "inputs": [{"manifest": str(manifest)}],
-        "allowed_roots": [str(manifest.parent)],
-        "runner": {"kind": "local", "workers": 1, "part_size": 8},
-        "teacher": {"text": {"base_url": base_url, "model": "simulated-teacher"}, "concurrency": 4, "timeout_s": 30, "max_retries": 1},
-        "stages": [
-            {"stage": "ingest"},
-            {"stage": "segment", "min_clip_s": 2.0, "max_clip_s": 10.0},
-            {"stage": "perceive", "source": "annotation"},
-            {"stage": "graph", "source": "teacher"},
-            {"stage": "qa", "mode": "mixed"},
-            {"stage": "think", "mode": "teacher"},
-            {"stage": "verify", "samples": 3},
-            {"stage": "check"},
-            {"stage": "export", "formats": ["sft", "rl"]},
-        ],
-    }
-
-
 @pytest.fixture(scope="module")
 def gate_env(tmp_path_factory):
-    from curation.synthetic import write_synthetic_set
-
     root = tmp_path_factory.mktemp("gate")
-    videos = write_synthetic_set(root / "worlds", count=3, seed=424, n_scenes=4, scene_s=(6.0, 10.0), width=160, height=120, fps=12)
-    manifest = root / "worlds" / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps({"path": str(p), "id": p.stem, "annotations_file": str(p.with_suffix(".json"))}) + "\n" for p in videos))
+    manifest = worlds_manifest(root / "worlds", count=3, seed=424)
     with SimulatedTeacherServer(rate=0.0, seed=3) as server:
-        recipe = parse_recipe(_recipe(manifest, server.base_url))
+        recipe = parse_recipe(simulated_teacher_recipe(manifest, server.base_url))
         run_recipe(recipe, "base", PROJECT, root / "runs", progress=False, echo=lambda *_: None, until="graph")
         yield root, recipe, server
 

@@ -13,11 +13,12 @@ import stat
 import httpx
 import pytest
 from label_studio_sdk.core.api_error import ApiError
+from selenium.webdriver.common.by import By
 from typer.testing import CliRunner
 
 from _review_fixtures import REPO, chain_rows, make_demo_run, write_chains
 from annotation import server
-from annotation.browser import render_page
+from annotation.browser import capture, is_blank_png, logged_in, render_page, wait_for
 from annotation.client import ReviewError, connect
 from annotation.pull import pull_reviews
 from annotation.push import find_project, push_chains, select_chains
@@ -208,36 +209,39 @@ def test_task_page_renders_video_and_timeline_segments(ls, conn, run_dir, tmp_pa
     assert chain["qa"]["question"] in page.dom
     png = page.screenshot.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    assert not is_blank_png(page.screenshot)
 
 
-def select_region_js(index: int) -> str:
-    """Click the index-th segment in the editor's region list, as a person would."""
-    return f"""(() => {{ const n = document.querySelectorAll('.lsf-tree__node_type_timelineregion')[{index}];
-      const el = n.querySelector('[class*=content-wrapper]') || n;
-      for (const t of ['mousedown', 'mouseup', 'click']) el.dispatchEvent(new MouseEvent(t, {{bubbles: true}}));
-      return true; }})()"""
+def click(driver, element) -> None:
+    """Scroll an element to the middle of its panel, as a person would, then click it (the
+    editor's bottom bar covers whatever sits at the panel's lower edge)."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    element.click()
 
 
 def test_a_reviewer_labels_and_accepts_in_the_browser_and_pull_sees_it(ls, conn, run_dir, tmp_path):
     """The editor, driven as a person would: select the second segment, label its thought
     `hallucinated`, pick `accept`, press Submit; pull reads it back."""
-    from annotation.browser import capture, logged_in
-
     project_id = find_project(conn, f"vstw {run_dir.name}")
     task = next(t for t in tasks_by_chain(conn, project_id).values() if t.total_annotations == 0)
     video_ready = "(() => { const v = document.querySelector('video'); return !!v && v.readyState >= 2; })()"
     second = task.data["segments"][1]["text"]
-    with logged_in(ls["info"].url, ls["creds"].username, ls["creds"].password) as browser:
-        browser.navigate(f"{ls['info'].url}/projects/{project_id}/data?task={task.id}")
-        assert browser.wait_for(video_ready, 120)
-        assert not browser.evaluate(f"document.body.innerText.includes({json.dumps(second)})")  # shown on selection only
-        browser.evaluate(select_region_js(1))
-        assert browser.wait_for(f"document.body.innerText.includes({json.dumps(second)})", 30), "the selected segment's thought is not shown"
-        assert browser.evaluate("(() => { const r = document.querySelector('input[name=hallucinated]'); r.click(); return r.checked; })()")
-        assert browser.evaluate("(() => { const r = document.querySelector('input[name=accept]'); r.click(); return r.checked; })()")
-        assert browser.evaluate("(() => { const b = [...document.querySelectorAll('button')].find(x => x.textContent.trim() === 'Submit'); b.click(); return !!b; })()")
-        assert browser.wait_for("document.body.innerText.includes('Annotation saved successfully')", 60)
-        capture(browser, tmp_path, "submitted")
+    shown = f"document.body.innerText.includes({json.dumps(second)})"
+    with logged_in(ls["info"].url, ls["creds"].username, ls["creds"].password, timeout=120) as driver:
+        driver.get(f"{ls['info'].url}/projects/{project_id}/data?task={task.id}")
+        assert wait_for(driver, video_ready, 120)
+        assert not driver.execute_script(f"return {shown}")  # shown on selection only
+        regions = driver.find_elements(By.CSS_SELECTOR, ".lsf-tree__node_type_timelineregion")
+        assert len(regions) == len(task.data["segments"])
+        regions[1].click()
+        assert wait_for(driver, shown, 30), "the selected segment's thought is not shown"
+        for name in ("hallucinated", "accept"):
+            click(driver, driver.find_element(By.CSS_SELECTOR, f"input[name={name}]"))
+            # the editor redraws the control on a click: ask the page, not the clicked element
+            assert wait_for(driver, f"document.querySelector('input[name={name}]').checked", 10), f"{name} is not checked"
+        click(driver, driver.find_element(By.XPATH, "//button[normalize-space()='Submit']"))
+        assert wait_for(driver, "document.body.innerText.includes('Annotation saved successfully')", 60)
+        capture(driver, tmp_path, "submitted")
     pull_reviews(conn, run_dir)
     row = next(r for r in run_dir.read_rows("reviews") if r["task_id"] == task.id)
     assert (row["status"], row["decision"], row["corrections"]) == ("ok", "accept", None)

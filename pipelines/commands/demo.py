@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"\n[bold green]demo finished[/]: {run_dir}")
         for sub in sorted(p.name for p in run_dir.iterdir() if p.is_dir()):
             console.print(f"  {run_dir / sub}")
-        console.print(f"\nnext: vstw status {name}   |   vstw stats {name} --html   |   vstw validate sft {run_dir}/exports/sft")
+        console.print(f"\nnext: vstw show {name}   |   vstw status {name}   |   vstw stats {name} --html   |   vstw validate sft {run_dir}/exports/sft")
 
 
 def _run_with_teacher(recipe, name: str, root: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from pipelines.commands._util import console, fail, project_root
+from pipelines.commands._util import console, fail, project_root, show_progress
 from pipelines.commands.sql import known_runs, open_cli_catalog, refresh_persistent_catalog
 
 
@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
         html: bool = typer.Option(False, "--html", help="also write a self-contained HTML report with plots"),
         out: Path = typer.Option(None, "--out", help="HTML file (default: the run's reports/stats.html)"),
         as_json: bool = typer.Option(False, "--json", help="print the report as JSON instead of tables"),
+        examples: bool = typer.Option(True, "--examples/--no-examples", help="with --html: a gallery of example chains per rejection reason and per check, linked from the report"),
     ):
         """The standard report: videos, clips, windows, chains, thoughts, QA mix, checks, teacher, reviews."""
         import duckdb
@@ -64,7 +65,7 @@ def register(app: typer.Typer) -> None:
                 from pipelines.report import write_html_report
 
                 target = out or default_html_path(cat)
-                path = write_html_report(cat, target, report=report)
+                path = write_html_report(cat, target, report=report, examples=examples, progress=show_progress())
                 console.print(f"HTML report: {path}")
         finally:
             cat.close()
