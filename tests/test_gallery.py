@@ -252,3 +252,28 @@ def test_the_page_in_chromium_shows_every_card_decodes_every_image_and_filters(r
         five, _ = bench.open_gallery(driver, tmp_path / "five.html")
         assert five["cards"] == five["visible"] == 5 and five["decoded"] == five["images"] > 0
     assert shot.stat().st_size > 10_000 and not is_blank_png(shot)
+
+
+def test_reviews_and_their_corrections_are_on_the_card(runs, tmp_path):
+    from curation.schemas import REVIEWS, to_table
+    from pipelines.rundir import RunDir
+
+    copy = tmp_path / "runs" / "g"
+    shutil.copytree(runs / "g", copy, ignore=shutil.ignore_patterns("keyframes"))
+    with open_run(copy) as cat:
+        accepted, rejected = [r[0] for r in cat.rows("SELECT chain_id FROM chains ORDER BY chain_id LIMIT 2")]
+    corrections = {"thoughts": {"0": "A red circle enters from the left (corrected)."}}
+    rows = [
+        {"chain_id": accepted, "task_id": 1, "annotation_id": 11, "reviewer": "ann@example.org", "decision": "accept", "corrections": json.dumps(corrections),
+         "labels": ["ok"], "reviewed_at": "2026-12-07T10:00:00Z", "run": "g", "status": "ok"},
+        {"chain_id": rejected, "task_id": 2, "annotation_id": 12, "reviewer": "bob@example.org", "decision": "reject", "decision_reason": "wrong_answer",
+         "comment": "the count is off by one", "reviewed_at": "2026-12-07T10:05:00Z", "run": "g", "status": "ok"},
+    ]  # fmt: skip
+    RunDir(copy).write_part("reviews", "part-00000-test", to_table(rows, REVIEWS))
+    with open_run(copy) as cat:
+        write_gallery(cat, GalleryRequest(chain_ids=[accepted, rejected]), tmp_path / "p.html", progress=False)
+    text = (tmp_path / "p.html").read_text()
+    first, second = text.split("</article>")[:2]
+    assert "<b>accept</b> by ann@example.org" in first and "A red circle enters from the left (corrected)." in first
+    assert "<b>reject</b> by bob@example.org" in second and "<code>wrong_answer</code>" in second and "the count is off by one" in second
+    assert re.search(r'data-reasons="[^"]*\bwrong_answer\b', second)
