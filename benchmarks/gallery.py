@@ -55,16 +55,12 @@ def page_state(driver) -> dict:
 def open_gallery(driver, page: Path, timeout: float = 30.0) -> tuple[dict, float]:
     """Load a gallery page from disk; wait until every image has decoded. Returns the page's state
     and the seconds from the request to that moment."""
-    from annotation.browser import open_file
+    from annotation.browser import open_file, wait_for
 
     started = time.perf_counter()
     open_file(driver, page)
-    deadline = started + timeout
-    state = page_state(driver)
-    while state["decoded"] < state["images"] and time.perf_counter() < deadline:
-        time.sleep(0.02)
-        state = page_state(driver)
-    return state, time.perf_counter() - started
+    wait_for(driver, "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)", timeout, interval=0.02)
+    return page_state(driver), time.perf_counter() - started
 
 
 def set_filter(driver, attr: str, value: str) -> dict:

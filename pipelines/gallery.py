@@ -204,12 +204,13 @@ def write_gallery(cat: Catalog, request: GalleryRequest, out: Path | str, progre
     decoded = 0
     by_run: dict[str, list[FrameRequest]] = {}
     caches = {run: KeyframeCache(run_root_of(cat, run)) for run in {card["run"] for card in cards}}
+    codec: dict[tuple[str, str], list[int] | None] = {}  # per video, once: the chains of a window share it
     for card in cards:
-        keys = codec_keys_of(caches[card["run"]], card["video"], problems) if request.keyframes_per_clip else None
-        if card["video"] and card["video"]["video_id"] in problems:
-            card["keyframes"] = {clip_id: [] for clip_id in card["clips"]}
-        else:
-            card["keyframes"] = keyframe_requests(card, request.keyframes_per_clip, keys)
+        video_id = (card["video"] or {}).get("video_id")
+        if request.keyframes_per_clip and (card["run"], video_id) not in codec:
+            codec[(card["run"], video_id)] = codec_keys_of(caches[card["run"]], card["video"], problems)
+        per_clip = 0 if video_id in problems else request.keyframes_per_clip  # a video that cannot be opened shows none
+        card["keyframes"] = keyframe_requests(card, per_clip, codec.get((card["run"], video_id)))
         by_run.setdefault(card["run"], []).extend(r for rs in card["keyframes"].values() for r in rs)
     for run, requests in by_run.items():
         got = caches[run].get(requests, workers=workers, progress=progress)

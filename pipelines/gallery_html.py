@@ -80,7 +80,7 @@ document.querySelectorAll('.filters select').forEach(s => s.addEventListener('ch
 applyFilters();
 """
 
-# (data attribute, label, what "any" means)
+# (the card's data attribute as JS names it, the menu's label)
 FILTERS = [("qaType", "QA type"), ("failedChecks", "failed check"), ("reasons", "reason"), ("exported", "exported")]
 
 
@@ -124,6 +124,16 @@ def reason_codes(card: dict) -> list[str]:
         if review["decision"] == "reject":
             codes.add(review["decision_reason"] or "rejected")
     return sorted(c for c in codes if c)
+
+
+def filter_values(card: dict) -> dict[str, list[str]]:
+    """What each filter menu matches on this card (FILTERS' attributes)."""
+    return {
+        "qaType": [(card["chain"].get("qa") or {}).get("type") or "none"],
+        "failedChecks": failed_checks(card),
+        "reasons": reason_codes(card),
+        "exported": [export_state(card["decision"])],
+    }
 
 
 def word(value: str) -> str:
@@ -254,13 +264,7 @@ def card_html(card: dict, jpegs, keys, problems) -> str:
     qa = chain.get("qa") or {}
     versions = chain.get("prompt_versions") or []
     versions = dict(versions) if isinstance(versions, list) else versions
-    attrs = {
-        "qaType": attr_words([qa.get("type") or "none"]),
-        "failedChecks": attr_words(failed_checks(card)),
-        "reasons": attr_words(reason_codes(card)),
-        "exported": state,
-    }
-    data = " ".join(f'data-{re.sub("([A-Z])", lambda m: "-" + m.group(1).lower(), k)}="{esc(v)}"' for k, v in attrs.items())
+    data = " ".join(f'data-{re.sub("([A-Z])", lambda m: "-" + m.group(1).lower(), k)}="{esc(attr_words(v))}"' for k, v in filter_values(card).items())
     cls = {"yes": " exported", "no": " excluded"}.get(state, "")
     meta = f"{esc(qa.get('type'))} &middot; template {esc(chain.get('qa_template'))} &middot; evidence span {esc(chain.get('evidence_span'))} &middot; {esc(name)} {seconds(chain['start_s'])}&ndash;{seconds(chain['end_s'])} s &middot; {len(chain['thoughts'] or [])} thoughts"
     provenance = (
@@ -282,15 +286,13 @@ def card_html(card: dict, jpegs, keys, problems) -> str:
 
 
 def filters_html(cards: list[dict]) -> str:
-    values = {
-        "qaType": sorted({(c["chain"].get("qa") or {}).get("type") or "none" for c in cards}),
-        "failedChecks": sorted({x for c in cards for x in failed_checks(c)}),
-        "reasons": sorted({x for c in cards for x in reason_codes(c)}),
-        "exported": sorted({export_state(c["decision"]) for c in cards}),
-    }
+    values: dict[str, set[str]] = {attr: set() for attr, _ in FILTERS}
+    for card in cards:
+        for attr, found in filter_values(card).items():
+            values[attr].update(found)
     controls = []
     for attr, label in FILTERS:
-        options = "".join(f'<option value="{esc(word(v))}">{esc(v)}</option>' for v in values[attr])
+        options = "".join(f'<option value="{esc(word(v))}">{esc(v)}</option>' for v in sorted(values[attr]))
         controls.append(f'<label>{label} <select id="filter-{attr}" data-attr="{attr}"><option value="">any</option>{options}</select></label>')
     return f'<div class="filters">{"".join(controls)} <span id="shown" class="note"></span></div>'
 

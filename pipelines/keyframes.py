@@ -91,13 +91,10 @@ class KeyframeCache:
 
     def _decode_video(self, item: tuple[str, list[FrameRequest]]):
         video_id, wanted = item
-        try:
-            frames = keyframe_jpegs(wanted[0].path, [r.frame for r in wanted], self.width, self.quality)
+        try:  # one unreadable video never stops the page: keyframe_jpegs names any failure
+            return video_id, wanted, keyframe_jpegs(wanted[0].path, [r.frame for r in wanted], self.width, self.quality)
         except KeyframeError as err:
             return video_id, wanted, str(err)
-        except Exception as err:  # one unreadable video never stops the page
-            return video_id, wanted, f"{Path(wanted[0].path).name}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        return video_id, wanted, frames
 
 
 def _identity(sha256: str, path: str) -> str:

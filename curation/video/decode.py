@@ -51,10 +51,15 @@ def iter_frames(
             yield first + offset, bgr[offset]
 
 
-def read_frames(path: str | Path, indices: list[int], target_width: int = 0) -> np.ndarray:
-    """RGB frames at the given indices (N, H, W, 3), at most target_width wide."""
+def open_scaled_reader(path: str | Path, target_width: int = 0):
+    """A reader whose frames are at most target_width wide (the video opened once more only when
+    it must be scaled: its size is known after the first open)."""
     probe = open_reader(path)
     full_h, full_w = probe[0].shape[:2]
     w, h = scaled_size(full_w, full_h, target_width)
-    reader = probe if (w, h) == (full_w, full_h) else open_reader(path, width=w, height=h)
-    return reader.get_batch(indices).asnumpy()
+    return probe if (w, h) == (full_w, full_h) else open_reader(path, width=w, height=h)
+
+
+def read_frames(path: str | Path, indices: list[int], target_width: int = 0) -> np.ndarray:
+    """RGB frames at the given indices (N, H, W, 3), at most target_width wide."""
+    return open_scaled_reader(path, target_width).get_batch(indices).asnumpy()

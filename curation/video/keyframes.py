@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from curation.video.decode import open_reader, scaled_size
+from curation.video.decode import open_reader, open_scaled_reader
 
 KEYFRAME_WIDTH = 192
 JPEG_QUALITY = 80
@@ -85,24 +85,25 @@ def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 def keyframe_jpegs(path: str | Path, frames: list[int], width: int = KEYFRAME_WIDTH, quality: int = JPEG_QUALITY) -> dict[int, bytes]:
     """JPEG bytes of the given source frames of one video, at most `width` pixels wide. The video
     is opened once; each frame is reached by an accurate seek, in order (the decoder goes on from
-    where it is when the next frame is in the same group of pictures)."""
+    where it is when the next frame is in the same group of pictures). Any failure to read the
+    video is a KeyframeError naming it."""
     wanted = sorted(set(frames))
     if not wanted:
         return {}
     try:
-        probe = open_reader(path)
-        count = len(probe)
-        full_h, full_w = probe[0].shape[:2]
-        del probe
-    except Exception as err:
+        reader = open_scaled_reader(path, width)
+    except Exception as err:  # decord raises its own error types, and plain RuntimeError
         raise KeyframeError(f"{Path(path).name}: cannot be decoded ({_first_line(err)})") from None
-    beyond = [f for f in wanted if f < 0 or f >= count]
+    beyond = [f for f in wanted if f < 0 or f >= len(reader)]
     if beyond:
-        raise KeyframeError(f"{Path(path).name}: frame {beyond[0]} is not in the video ({count} frames); was it replaced since the run?")
-    w, h = scaled_size(full_w, full_h, width)
-    reader = open_reader(path, width=w, height=h) if (w, h) != (full_w, full_h) else open_reader(path)
+        raise KeyframeError(f"{Path(path).name}: frame {beyond[0]} is not in the video ({len(reader)} frames); was it replaced since the run?")
     out = {}
-    for frame in wanted:
-        reader.seek_accurate(frame)
-        out[frame] = encode_jpeg(reader.next().asnumpy(), quality)
+    try:
+        for frame in wanted:
+            reader.seek_accurate(frame)
+            out[frame] = encode_jpeg(reader.next().asnumpy(), quality)
+    except KeyframeError:
+        raise
+    except Exception as err:
+        raise KeyframeError(f"{Path(path).name}: frame {frame} cannot be decoded ({_first_line(err)})") from None
     return out
