@@ -26,6 +26,19 @@ def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
     return w, h
 
 
+def open_scaled_reader(path: str | Path, target_width: int = 0, size: tuple[int, int] | None = None):
+    """A reader whose frames are at most target_width wide. `size` = (width, height) of the video
+    when known; else the video is probed first (and opened once more only when it must be scaled)."""
+    probe = None
+    if size is None:
+        probe = open_reader(path)
+        size = probe[0].shape[1::-1]
+    w, h = scaled_size(size[0], size[1], target_width)
+    if (w, h) != tuple(size):
+        return open_reader(path, width=w, height=h)
+    return probe if probe is not None else open_reader(path)
+
+
 def iter_frames(
     path: str | Path, target_width: int = 0, batch: int = 64, size: tuple[int, int] | None = None,
     start: int = 0, stop: int | None = None,
@@ -34,12 +47,7 @@ def iter_frames(
     most target_width wide. `size` = (width, height) of the video when known (saves opening it
     twice). A range starting past 0 is reached by the decoder's seek to the keyframe before it:
     the same pixels as decoding from the start."""
-    if size is None:
-        probe = open_reader(path)
-        size = probe[0].shape[1::-1]
-        del probe
-    w, h = scaled_size(size[0], size[1], target_width)
-    reader = open_reader(path, width=w, height=h) if (w, h) != tuple(size) else open_reader(path)
+    reader = open_scaled_reader(path, target_width, size)
     n = len(reader) if stop is None else min(stop, len(reader))
     for first in range(max(0, start), n, batch):
         frames = reader.get_batch(list(range(first, min(n, first + batch)))).asnumpy()
@@ -49,15 +57,6 @@ def iter_frames(
         bgr = cv2.cvtColor(frames.reshape(count * height, frames.shape[2], 3), cv2.COLOR_RGB2BGR).reshape(frames.shape)
         for offset in range(count):
             yield first + offset, bgr[offset]
-
-
-def open_scaled_reader(path: str | Path, target_width: int = 0):
-    """A reader whose frames are at most target_width wide (the video opened once more only when
-    it must be scaled: its size is known after the first open)."""
-    probe = open_reader(path)
-    full_h, full_w = probe[0].shape[:2]
-    w, h = scaled_size(full_w, full_h, target_width)
-    return probe if (w, h) == (full_w, full_h) else open_reader(path, width=w, height=h)
 
 
 def read_frames(path: str | Path, indices: list[int], target_width: int = 0) -> np.ndarray:
